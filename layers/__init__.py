@@ -1,0 +1,23 @@
+"""Gated recurrent cells of the LSTM family as Keras 3 layers.
+
+    from layers import make_rnn
+    rnn = make_rnn("peephole", 128, return_sequences=True, bidirectional=True)
+"""
+
+from layers.coupled_lstm import CoupledLSTMCell
+from layers.gated_cell import GatedCell
+from layers.gru import GRUCell
+from layers.lstm import LSTMCell
+from layers.peephole_lstm import PeepholeLSTMCell
+from layers.rnn import CELLS, GatedRNN, make_rnn
+
+__all__ = [
+    "CELLS",
+    "CoupledLSTMCell",
+    "GRUCell",
+    "GatedCell",
+    "GatedRNN",
+    "LSTMCell",
+    "PeepholeLSTMCell",
+    "make_rnn",
+]

@@ -1,0 +1,56 @@
+import keras
+from keras import ops
+
+from layers.gated_cell import GatedCell
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class CoupledLSTMCell(GatedCell):
+    """LSTM cell with coupled input and forget gates, "CIFG" (Greff et al. 2015,
+    "LSTM: A Search Space Odyssey").
+
+    The forget gate is not learned: it is the complement of the input gate, so
+    the cell writes exactly as much as it forgets. Gate blocks i, c, o:
+
+        i_t = recurrent_activation(x_t W_i + h_{t-1} U_i + b_i)
+        f_t = 1 - i_t
+        c_t = f_t * c_{t-1} + i_t * activation(x_t W_c + h_{t-1} U_c + b_c)
+        o_t = recurrent_activation(x_t W_o + h_{t-1} U_o + b_o)
+        h_t = o_t * activation(c_t)
+
+    Weights: ``kernel (d, 3u)``, ``recurrent_kernel (u, 3u)``, ``bias (3u,)``;
+    a quarter fewer parameters than ``LSTMCell``.
+
+    Args:
+        units, ...: as ``LSTMCell``.
+        unit_forget_bias: If ``True``, start the forget gate as ``LSTMCell`` does
+            with its forget bias at 1: since ``1 - sigmoid(a) = sigmoid(-a)``, that
+            is an input-gate bias of -1 (with the default sigmoid).
+    """
+
+    gates = 3
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = unit_forget_bias
+        self.state_size = [self.units, self.units]
+
+    def bias_initial_value(self, shape, dtype=None):
+        bias = self.bias_initializer(shape, dtype=dtype)
+        if not self.unit_forget_bias:
+            return bias
+        u = self.units
+        return ops.concatenate([bias[:u] - 1.0, bias[u:]])
+
+    def step(self, projected, states, training=False):
+        h_tm1, c_tm1 = states
+        z = projected + ops.matmul(self.recurrent_input(h_tm1, training), self.recurrent_kernel)
+        z_i, z_c, z_o = ops.split(z, 3, axis=-1)
+        i = self.recurrent_activation(z_i)
+        c = (1.0 - i) * c_tm1 + i * self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

@@ -1,0 +1,332 @@
+"""The cells against their published equations (written out here in NumPy), against
+Keras' built-in layers, and as Keras layers (masks, Bidirectional, stateful, ...)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from layers import CELLS, CoupledLSTMCell, GatedRNN, GRUCell, LSTMCell, PeepholeLSTMCell, make_rnn
+
+BATCH, STEPS, FEATURES, UNITS = 3, 5, 4, 6
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# -- NumPy references: one step each, straight from the papers' equations --------
+
+
+def lstm_step(w, x, h, c):
+    i, f, g, o = np.split(x @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"], 4, axis=-1)
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(c), c
+
+
+def peephole_step(w, x, h, c):
+    i, f, g, o = np.split(x @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"], 4, axis=-1)
+    i = sigmoid(i + w["peephole_i"] * c)
+    f = sigmoid(f + w["peephole_f"] * c)
+    c = f * c + i * np.tanh(g)
+    o = sigmoid(o + w["peephole_o"] * c)
+    return o * np.tanh(c), c
+
+
+def cifg_step(w, x, h, c):
+    i, g, o = np.split(x @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"], 3, axis=-1)
+    i = sigmoid(i)
+    c = (1.0 - i) * c + i * np.tanh(g)
+    return sigmoid(o) * np.tanh(c), c
+
+
+def gru_step(w, x, h, reset_after):
+    u = h.shape[-1]
+    W, U, b = w["kernel"], w["recurrent_kernel"], w["bias"]
+    b_in, b_rec = (b[0], b[1]) if reset_after else (b, np.zeros_like(b))
+    xz, xr, xh = np.split(x @ W + b_in, 3, axis=-1)
+    rz, rr, rh = np.split(h @ U + b_rec, 3, axis=-1)
+    z, r = sigmoid(xz + rz), sigmoid(xr + rr)
+    if reset_after:
+        candidate = np.tanh(xh + r * rh)
+    else:
+        candidate = np.tanh(xh + (r * h) @ U[:, 2 * u :])
+    return z * h + (1.0 - z) * candidate
+
+
+def reference(name, weights, xs):
+    """Run a NumPy cell over `xs` (batch, time, d); return all h and the final states."""
+    h = np.zeros((xs.shape[0], UNITS), np.float64)
+    c = np.zeros_like(h)
+    outputs = []
+    for t in range(xs.shape[1]):
+        x = xs[:, t].astype(np.float64)
+        if name == "lstm":
+            h, c = lstm_step(weights, x, h, c)
+        elif name == "peephole":
+            h, c = peephole_step(weights, x, h, c)
+        elif name == "cifg":
+            h, c = cifg_step(weights, x, h, c)
+        else:
+            h = gru_step(weights, x, h, reset_after=name == "gru_reset_after")
+        outputs.append(h)
+    states = [h] if name.startswith("gru") else [h, c]
+    return np.stack(outputs, axis=1), states
+
+
+def randomize(layer, seed=0):
+    """Give every weight of `layer` random non-zero values; return them by name."""
+    rng = np.random.default_rng(seed)
+    values = [rng.normal(0.0, 0.5, w.shape).astype("float32") for w in layer.weights]
+    layer.set_weights(values)
+    return {w.name: v for w, v in zip(layer.weights, values)}
+
+
+def inputs(seed=1, steps=STEPS):
+    return np.random.default_rng(seed).normal(size=(BATCH, steps, FEATURES)).astype("float32")
+
+
+CELL_CASES = {
+    "lstm": lambda: LSTMCell(UNITS),
+    "peephole": lambda: PeepholeLSTMCell(UNITS),
+    "cifg": lambda: CoupledLSTMCell(UNITS),
+    "gru_paper": lambda: GRUCell(UNITS, reset_after=False),
+    "gru_reset_after": lambda: GRUCell(UNITS, reset_after=True),
+}
+
+
+@pytest.mark.parametrize("rnn_class", [GatedRNN, keras.layers.RNN], ids=["GatedRNN", "keras.RNN"])
+@pytest.mark.parametrize("name", list(CELL_CASES))
+def test_cell_matches_published_equations(name, rnn_class):
+    layer = rnn_class(CELL_CASES[name](), return_sequences=True, return_state=True)
+    x = inputs()
+    layer(x)
+    weights = randomize(layer)
+    outputs, *states = layer(x)
+    expected_outputs, expected_states = reference(name, weights, x)
+    np.testing.assert_allclose(outputs, expected_outputs, atol=1e-5, rtol=0)
+    for state, expected in zip(states, expected_states):
+        np.testing.assert_allclose(state, expected, atol=1e-5, rtol=0)
+
+
+def built_in_and_ours(name, reset_after=True, **kwargs):
+    if name == "lstm":
+        return keras.layers.LSTM(UNITS, **kwargs), make_rnn("lstm", UNITS, **kwargs)
+    return (
+        keras.layers.GRU(UNITS, reset_after=reset_after, **kwargs),
+        make_rnn("gru", UNITS, reset_after=reset_after, **kwargs),
+    )
+
+
+@pytest.mark.parametrize("name,reset_after", [("lstm", True), ("gru", True), ("gru", False)])
+def test_weights_of_keras_builtin_load_and_agree(name, reset_after):
+    ours_kwargs = dict(return_sequences=True, return_state=True)
+    builtin, ours = built_in_and_ours(name, reset_after, **ours_kwargs)
+    x = inputs()
+    builtin(x)
+    ours(x)
+    randomize(builtin)
+    ours.set_weights(builtin.get_weights())
+    for got, want in zip(ours(x), builtin(x)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_peephole_with_zero_peepholes_is_lstm():
+    x = inputs()
+    lstm = make_rnn("lstm", UNITS, return_sequences=True)
+    peephole = make_rnn("peephole", UNITS, return_sequences=True, peephole_initializer="zeros")
+    lstm(x)
+    peephole(x)
+    weights = randomize(lstm)
+    peephole.set_weights([weights["kernel"], weights["recurrent_kernel"], weights["bias"]] + [np.zeros(UNITS)] * 3)
+    np.testing.assert_allclose(peephole(x), lstm(x), atol=1e-6)
+
+
+def test_forget_bias_initialisation():
+    lstm = make_rnn("lstm", 2)
+    cifg = make_rnn("cifg", 2)
+    lstm(inputs())
+    cifg(inputs())
+    np.testing.assert_array_equal(lstm.cell.bias.numpy(), [0, 0, 1, 1, 0, 0, 0, 0])
+    # f = 1 - sigmoid(b_i) = sigmoid(-b_i): a forget bias of +1 is an input bias of -1.
+    np.testing.assert_array_equal(cifg.cell.bias.numpy(), [-1, -1, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("name", ["peephole", "cifg", "gru"])
+def test_gradients_match_finite_differences(name):
+    layer = make_rnn(name, 3, dtype="float64", return_sequences=True)
+    x = tf.Variable(np.random.default_rng(2).normal(size=(2, 4, 3)))
+    layer(x)
+    randomize(layer, seed=3)
+
+    def loss():
+        return tf.reduce_sum(tf.sin(layer(x)))
+
+    with tf.GradientTape() as tape:
+        value = loss()
+    grads = tape.gradient(value, [x] + layer.trainable_weights)
+    eps = 1e-6
+    rng = np.random.default_rng(4)
+    for var, grad in zip([x] + layer.trainable_weights, grads):
+        grad = np.asarray(grad)
+        original = np.array(var.numpy())
+        for _ in range(3):  # a few random coordinates of each variable
+            index = tuple(rng.integers(0, n) for n in original.shape)
+            for sign, store in ((1, "plus"), (-1, "minus")):
+                shifted = original.copy()
+                shifted[index] += sign * eps
+                var.assign(shifted)
+                if store == "plus":
+                    plus = loss().numpy()
+                else:
+                    minus = loss().numpy()
+            var.assign(original)
+            numeric = (plus - minus) / (2 * eps)
+            assert abs(numeric - grad[index]) < 1e-6 * max(1.0, abs(numeric)), (var.name, index)
+
+
+@pytest.mark.parametrize("name,reset_after", [("lstm", True), ("gru", True), ("gru", False)])
+def test_masked_steps_carry_outputs_and_states_like_keras(name, reset_after):
+    builtin, ours = built_in_and_ours(name, reset_after, return_sequences=True, return_state=True)
+    x = inputs(steps=6)
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2, [True] * 2 + [False] * 4])
+    builtin(x)
+    ours(x)
+    randomize(builtin)
+    ours.set_weights(builtin.get_weights())
+    for got, want in zip(ours(x, mask=mask), builtin(x, mask=mask)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["peephole", "cifg"])
+def test_masked_steps_match_plain_keras_rnn(name):
+    """The fast path (GatedRNN) and keras.layers.RNN agree on masked input."""
+    x = inputs(steps=6)
+    mask = np.array([[True] * 6, [True] * 3 + [False] * 3, [True] + [False] * 5])
+    cell = CELLS[name](UNITS)
+    ours = GatedRNN(cell, return_sequences=True, return_state=True)
+    plain = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    ours(x)
+    randomize(ours)
+    for got, want in zip(ours(x, mask=mask), plain(x, mask=mask)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # A padded sequence ends where its mask ends.
+    short, *_ = ours(x[2:, :1])
+    np.testing.assert_allclose(ours(x, mask=mask)[0][2, -1], short[0, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_bidirectional_stacked_with_states(name):
+    x = inputs()
+    inputs_ = keras.Input((None, FEATURES))
+    seq = make_rnn(name, UNITS, bidirectional=True, return_sequences=True)(inputs_)
+    out, *states = make_rnn(name, UNITS, return_state=True)(seq)
+    model = keras.Model(inputs_, [out, *states])
+    outputs = model(x)
+    assert seq.shape[-1] == 2 * UNITS
+    assert outputs[0].shape == (BATCH, UNITS)
+    assert len(states) == (1 if name == "gru" else 2)
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)  # output is h
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_stateful_carries_state_between_batches(name):
+    x = inputs(steps=6)
+    stateful = make_rnn(name, UNITS, stateful=True, return_sequences=True)
+    whole = make_rnn(name, UNITS, return_sequences=True)
+    keras.Sequential([keras.Input(batch_shape=(BATCH, 3, FEATURES)), stateful])
+    whole(x)
+    stateful.set_weights(randomize(whole).values())
+    halves = np.concatenate([stateful(x[:, :3]), stateful(x[:, 3:])], axis=1)
+    np.testing.assert_allclose(halves, whole(x), atol=1e-6)
+    stateful.reset_state()
+    np.testing.assert_allclose(stateful(x[:, :3]), whole(x[:, :3]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_dropout_only_in_training(name):
+    x = inputs()
+    noisy = make_rnn(name, UNITS, dropout=0.5, recurrent_dropout=0.5, seed=1)
+    clean = make_rnn(name, UNITS)
+    noisy(x)
+    clean(x)
+    clean.set_weights(randomize(noisy).values())
+    np.testing.assert_allclose(noisy(x, training=False), clean(x), atol=1e-6)
+    assert not np.allclose(noisy(x, training=True), clean(x), atol=1e-3)
+    assert not np.allclose(noisy(x, training=True), noisy(x, training=True), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_mixed_float16(name):
+    x = inputs()
+    full = make_rnn(name, UNITS, return_sequences=True)
+    full(x)
+    weights = randomize(full)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = make_rnn(name, UNITS, return_sequences=True)
+        half(x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    half.set_weights(weights.values())
+    out = half(x)
+    assert out.dtype == "float16"
+    assert all(w.dtype == "float32" for w in half.weights)
+    np.testing.assert_allclose(np.asarray(out, np.float32), full(x), atol=2e-2)
+
+
+def small_model(name):
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, FEATURES)),
+            make_rnn(name, UNITS, bidirectional=True, return_sequences=True),
+            make_rnn(name, UNITS, dropout=0.1),
+            keras.layers.Dense(1),
+        ]
+    )
+    return model
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_keras_file_round_trip(name, tmp_path):
+    model = small_model(name)
+    x = inputs()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert type(restored.layers[1].cell) is CELLS[name]
+    assert restored.layers[1].cell.dropout == 0.1
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_cell_config_round_trip(name):
+    cell = CELLS[name](5, dropout=0.2, recurrent_dropout=0.1, seed=7, kernel_regularizer="l2", use_bias=False)
+    config = cell.get_config()
+    assert type(cell).from_config(config).get_config() == config
+    layer = make_rnn(name, 5, bidirectional=True)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert restored.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_jit_compile(name):
+    x, y = inputs(), np.ones((BATCH, 1), "float32")
+    model = small_model(name)
+    model.compile("adam", "mse", jit_compile=True)
+    before = model.evaluate(x, y, verbose=0)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    assert model.evaluate(x, y, verbose=0) < before
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), atol=1e-5)
+
+
+def test_unknown_cell_name_lists_valid_names():
+    with pytest.raises(ValueError, match="Unknown cell 'transformer'; valid names: lstm, peephole, cifg, gru"):
+        make_rnn("transformer", 4)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_invalid_units(bad):
+    with pytest.raises(ValueError, match="units"):
+        LSTMCell(bad)
