@@ -9,6 +9,7 @@ from layers.gated_cell import GatedCell
 from layers.gru import GRUCell
 from layers.lstm import LSTMCell
 from layers.peephole_lstm import PeepholeLSTMCell
+from layers.pooling import GlobalMeanMaxPooling1D
 from layers.rnn import CELLS, GatedRNN, make_rnn
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "GRUCell",
     "GatedCell",
     "GatedRNN",
+    "GlobalMeanMaxPooling1D",
     "LSTMCell",
     "PeepholeLSTMCell",
     "make_rnn",

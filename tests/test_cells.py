@@ -330,3 +330,13 @@ def test_unknown_cell_name_lists_valid_names():
 def test_invalid_units(bad):
     with pytest.raises(ValueError, match="units"):
         LSTMCell(bad)
+
+
+def test_mean_max_pooling_ignores_masked_steps():
+    from layers import GlobalMeanMaxPooling1D
+
+    x = np.array([[[1.0], [3.0], [100.0]], [[-2.0], [-4.0], [50.0]], [[7.0], [8.0], [9.0]]], "float32")
+    mask = np.array([[True, True, False], [True, True, False], [False, False, False]])
+    pooled = np.asarray(GlobalMeanMaxPooling1D()(x, mask=mask))
+    np.testing.assert_allclose(pooled, [[2.0, 3.0], [-3.0, -2.0], [0.0, 0.0]])
+    np.testing.assert_allclose(GlobalMeanMaxPooling1D()(x[:1]), [[104 / 3, 100.0]], rtol=1e-6)

@@ -1,0 +1,26 @@
+"""`seqapps <app> <command> ...` and `seqapps tune <app> ...`: one entry point for all apps."""
+
+import importlib
+import sys
+
+APPS = {"sentiment": "apps.sentiment"}
+
+USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
+
+apps: {", ".join(APPS)}
+`seqapps <app> --help` lists an app's commands and options."""
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    app, *rest = argv
+    if app not in APPS:
+        sys.exit(f"seqapps: error: unknown app {app!r}; choose from: {', '.join(APPS)}")
+    importlib.import_module(APPS[app]).main(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""TensorFlow SavedModel exports that TensorFlow Serving can serve.
+
+`export_savedmodel` writes `<export_dir>/<version>/` with one `serving_default`
+signature, into a temporary directory renamed into place, never over an existing
+version. `run_savedmodel_in_subprocess` proves an export stands alone: it runs it in
+a fresh Python that imports TensorFlow and nothing of this project.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from apps.cli import UsageError
+
+
+def next_version(export_dir):
+    versions = [int(p.name) for p in Path(export_dir).glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_savedmodel(model, serve, input_signature, export_dir, version=None, check=None):
+    """Export `serve` (a function of the tensors in `input_signature` returning a dict
+    of named outputs, using `model`) as `<export_dir>/<version>/`. Returns the path.
+
+    `check(path)`, if given, runs on the finished export before it is renamed into
+    place; if it raises, nothing is published.
+    """
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    version = version or next_version(export_dir)
+    final = export_dir / str(version)
+    if final.exists():
+        raise UsageError(f"{final} exists and exports never overwrite: pass another --version or leave it out")
+    # A hidden, non-numeric name on the same filesystem: Serving ignores it, and the
+    # rename below is atomic.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir))
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=input_signature)
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        if check is not None:
+            check(tmp)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+_RUN_ALONE = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+path, inputs_file, outputs_file = sys.argv[1:]
+inputs = {k: tf.constant(v) for k, v in np.load(inputs_file).items()}
+outputs = tf.saved_model.load(path).signatures["serving_default"](**inputs)
+project = sorted(m for m in sys.modules if m.split(".")[0] in ("layers", "apps", "tuning"))
+if project:
+    sys.exit("the SavedModel needed project code: " + ", ".join(project))
+np.savez(outputs_file, **{k: v.numpy().astype("S") if v.dtype == tf.string else v.numpy() for k, v in outputs.items()})
+"""
+
+
+def run_savedmodel_in_subprocess(path, inputs):
+    """Outputs of the SavedModel at `path` for `inputs` (name -> array; strings as
+    bytes), computed in a separate process that imports only TensorFlow."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs_file, outputs_file = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
+        np.savez(inputs_file, **inputs)
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", _RUN_ALONE, str(Path(path).resolve()), str(inputs_file), str(outputs_file)],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the exported SavedModel failed to run on its own:\n{done.stderr[-3000:]}")
+        with np.load(outputs_file) as outputs:
+            return dict(outputs)
+
+
+def is_savedmodel(path):
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def load_serving_signature(path):
+    """The `serving_default` signature of the SavedModel at `path`."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(path)).signatures["serving_default"]

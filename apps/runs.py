@@ -1,0 +1,145 @@
+"""Run directories: what `train` writes, and how an interrupted run resumes.
+
+A run directory holds
+
+    config.json     the training options (what --resume rebuilds the run from)
+    last.keras      the model after the latest epoch, optimizer state included
+    best.keras      the model at its best validation score so far
+    model.keras     the final model (the best one), written when training ends
+    state.json      epochs done, best score, history so far
+    history.json    per-epoch metrics; history.csv the same as CSV
+    learning_curves.png
+    logs/           TensorBoard
+    metrics.json    what `evaluate` measured
+
+Every file is written to a temporary name and renamed into place, so a run killed
+mid-write leaves the previous version intact.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+
+from apps.cli import UsageError
+from apps.plots import plot_history
+
+
+def atomic_write(path, write):
+    """Call `write(tmp_path)`, then rename the result onto `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_json(path, data):
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float) + "\n"))
+
+
+def load_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} not found: is this a run directory written by `train`?") from None
+
+
+def save_model(model, path):
+    atomic_write(path, model.save)
+
+
+def load_model(path):
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UsageError(f"no model at {path}: give a .keras file or a run directory with model.keras")
+    return keras.saving.load_model(path)
+
+
+def prepare_run_dir(app, args, defaults):
+    """The run directory for `train`: a new one, or with --resume the existing one.
+
+    Returns (run_dir, config): the app's `defaults` overridden by the options given,
+    saved as config.json. On --resume, config is the saved one, so the run continues
+    exactly as it started whatever else is on the command line.
+    """
+    if args.resume:
+        if not args.run_dir:
+            raise UsageError("--resume needs the --run-dir of the run to continue")
+        run_dir = Path(args.run_dir)
+        return run_dir, load_json(run_dir / "config.json")
+    run_dir = Path(args.run_dir or Path("runs") / app / time.strftime("%Y%m%d-%H%M%S"))
+    if (run_dir / "config.json").exists():
+        raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = dict(defaults)
+    for key, value in vars(args).items():
+        if key not in ("command", "resume", "run_dir", "verbose") and (value is not None or key not in config):
+            config[key] = value
+    save_json(run_dir / "config.json", config)
+    return run_dir, config
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch: last.keras and state.json; best.keras when `monitor` improves."""
+
+    def __init__(self, run_dir, monitor, mode, state):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key, value in logs.items():
+            self.state["history"].setdefault(key, []).append(float(value))
+        score = logs.get(self.monitor)
+        if score is not None and (self.state["best"] is None or self.better(score, self.state["best"])):
+            self.state["best"] = float(score)
+            save_model(self.model, self.run_dir / "best.keras")
+        save_model(self.model, self.run_dir / "last.keras")
+        self.state["epoch"] = epoch + 1
+        save_json(self.run_dir / "state.json", self.state)
+
+
+def train(model, train_data, validation_data, run_dir, *, epochs, monitor, mode, patience, verbose=1):
+    """Fit `model` (or, if the run was interrupted, its last checkpoint) and finish the run.
+
+    Returns the best model, also saved as model.keras. The early-stopping patience
+    counts afresh after a resume.
+    """
+    run_dir = Path(run_dir)
+    state_path = run_dir / "state.json"
+    if state_path.exists():
+        state = load_json(state_path)
+        model = load_model(run_dir / "last.keras")
+        print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}.")
+    else:
+        state = {"epoch": 0, "best": None, "monitor": monitor, "history": {}}
+    callbacks = [
+        RunCheckpoint(run_dir, monitor, mode, state),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    started = time.time()
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        initial_epoch=state["epoch"],
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+        verbose=verbose,
+    )
+    state["train_seconds"] = state.get("train_seconds", 0.0) + time.time() - started
+    save_json(state_path, state)
+    best = load_model(run_dir / "best.keras")
+    save_model(best, run_dir / "model.keras")
+    save_json(run_dir / "history.json", state["history"])
+    plot_history(state["history"], run_dir / "learning_curves.png")
+    return best

@@ -1,0 +1,212 @@
+"""The sentiment app end to end on a tiny IMDB in the published layout."""
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps import runs, sentiment
+from apps.export import run_savedmodel_in_subprocess
+
+SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
+POSITIVE = "great wonderful excellent moving superb loved".split()
+NEGATIVE = "awful terrible boring dull waste hated".split()
+NEUTRAL = "the film movie plot actor scene story music".split()
+TINY_TRAINING = ["--units", "8", "--embedding-dim", "8", "--vocab-size", "100", "--sequence-length", "16",
+                 "--epochs", "1", "--batch-size", "16", "--verbose", "0"]
+
+
+def make_imdb(root, per_class=(20, 10), seed=0):
+    """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "test"), per_class):
+        for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
+                (folder / f"{i}_{rng.integers(*stars)}.txt").write_text(text.capitalize())
+    return root
+
+
+def make_tarball(data_dir, name="aclImdb_v1.tar.gz"):
+    archive = data_dir.parent / f"{data_dir.name}-archive" / name
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(data_dir / "aclImdb", arcname="aclImdb")
+    return archive
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_imdb(tmp_path_factory.mktemp("imdb"))
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--cell", "cifg", *TINY_TRAINING])
+    return run_dir
+
+
+def test_load_imdb_directory_and_tarball_agree(data_dir):
+    from_dir = sentiment.load_imdb(data_dir)
+    from_tar = sentiment.load_imdb(make_tarball(data_dir).parent)
+    for split, n in (("train", 40), ("test", 20)):
+        texts, labels = from_dir[split]
+        assert len(texts) == n and labels.sum() == n // 2
+        np.testing.assert_array_equal(texts, from_tar[split][0])
+        np.testing.assert_array_equal(labels, from_tar[split][1])
+
+
+def test_train_writes_the_run_directory(run_dir):
+    for name in ("config.json", "model.keras", "best.keras", "last.keras", "history.json", "history.csv",
+                 "learning_curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "logs").rglob("*tfevents*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["cell"] == "cifg" and config["units"] == 8 and config["bidirectional"] is True
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 1 and "val_accuracy" in history
+
+
+def test_evaluate_writes_metrics(run_dir, capsys):
+    metrics = sentiment.main(["evaluate", "--run-dir", str(run_dir)])
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert saved["examples"] == 20
+    assert sum(map(sum, saved["confusion_matrix"])) == 20
+    assert (run_dir / "confusion_matrix.png").is_file()
+    assert "roc_auc" in capsys.readouterr().out
+
+
+def test_predict_from_arguments_file_and_stdin(run_dir, tmp_path, capsys, monkeypatch):
+    sentiment.main(["predict", "--model", str(run_dir), "a superb film", "awful"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    probability, label, _ = lines[0].split("\t")
+    assert 0.0 <= float(probability) <= 1.0 and label in ("positive", "negative")
+
+    inputs = tmp_path / "reviews.txt"
+    inputs.write_text("great\nboring\ndull\n")
+    sentiment.main(["predict", "--model", str(run_dir / "model.keras"), "--file", str(inputs)])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("loved it\nhated it\n"))
+    sentiment.main(["predict", "--model", str(run_dir)])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_bad_texts_get_a_probability_from_keras_and_savedmodel(run_dir, tmp_path):
+    export = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
+    texts = sentiment.EXPORT_CHECK_TEXTS
+    for path in (run_dir, export):
+        probabilities, labels = sentiment.predict_texts(path, texts)
+        assert probabilities.shape == (len(texts),)
+        assert np.all(np.isfinite(probabilities)) and np.all((probabilities >= 0) & (probabilities <= 1))
+        assert set(labels) <= {"positive", "negative"}
+
+
+def test_export_serves_raw_text_with_tensorflow_only(run_dir, tmp_path):
+    exports = tmp_path / "saved_models" / "sentiment"
+    first = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports)])
+    second = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports)])
+    assert (first.name, second.name) == ("1", "2")
+    assert (first / "saved_model.pb").is_file() and (first / "variables").is_dir()
+    assert sorted(p.name for p in exports.iterdir()) == ["1", "2"]  # no temporary leftovers
+
+    texts = ["a superb moving film", "boring and awful"]
+    served = run_savedmodel_in_subprocess(first, {"text": np.array(texts, dtype="S")})
+    expected, labels = sentiment.predict_texts(run_dir, texts)
+    np.testing.assert_allclose(served["probability"], expected, atol=1e-5)
+    np.testing.assert_array_equal(served["label"].astype(str), labels)
+
+
+def test_export_never_overwrites_a_version(run_dir, tmp_path, capsys):
+    exports = tmp_path / "exports"
+    sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports), "--version", "3"])
+    before = sorted(p.name for p in (exports / "3").rglob("*"))
+    with pytest.raises(SystemExit) as exit_:
+        sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports), "--version", "3"])
+    assert exit_.value.code == 2
+    assert "exists and exports never overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in (exports / "3").rglob("*")) == before
+
+
+def test_resume_continues_an_interrupted_run(data_dir, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    save_epoch = runs.RunCheckpoint.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        save_epoch(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", interrupt_after_first_epoch)
+    args = ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING, "--epochs", "2"]
+    with pytest.raises(KeyboardInterrupt):
+        sentiment.main(args)
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
+    assert not (run_dir / "model.keras").exists()
+
+    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", save_epoch)
+    sentiment.main(["train", "--resume", "--run-dir", str(run_dir), "--verbose", "0"])
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
+    assert (run_dir / "model.keras").is_file()
+
+
+def test_an_existing_run_is_not_overwritten(run_dir, data_dir, capsys):
+    with pytest.raises(SystemExit):
+        sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING])
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_wrong_data_dir_names_the_expected_layout(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sentiment.main(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt" in err
+
+
+def test_corrupt_review_names_the_file(tmp_path, capsys):
+    data_dir = make_imdb(tmp_path / "data")
+    (data_dir / "aclImdb" / "train" / "pos" / "3_9.txt").write_bytes(b"great \xff\xfe film")
+    with pytest.raises(SystemExit):
+        sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "train/pos/3_9.txt" in err and "not UTF-8" in err
+
+
+def test_binary_metrics():
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    probabilities = np.array([0.9, 0.6, 0.4, 0.6, 0.2, 0.1])
+    metrics = sentiment.binary_metrics(labels, probabilities)
+    assert metrics["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["precision"] == pytest.approx(2 / 3) and metrics["recall"] == pytest.approx(2 / 3)
+    # Of the 9 (positive, negative) pairs the positive scores higher in 7, ties in 1.
+    assert metrics["roc_auc"] == pytest.approx(7.5 / 9)
+
+
+def test_cleaning_removes_markup_and_keeps_words():
+    import tensorflow as tf
+
+    cleaned = sentiment.clean_review(tf.constant([b"Great<br />film, DON'T miss it!", b"caf\xc3\xa9 \xff ok"]))
+    assert cleaned.numpy()[0].split() == [b"great", b"film", b"dont", b"miss", b"it"]
+    assert cleaned.numpy()[1].split() == ["café".encode(), b"ok"]
+
+
+@pytest.mark.skipif(not SHARED_IMDB.exists(), reason=f"the real IMDB archive is not at {SHARED_IMDB}")
+def test_real_imdb_archive_loads_balanced():
+    data = sentiment.load_imdb(SHARED_IMDB.parent)
+    for split in ("train", "test"):
+        texts, labels = data[split]
+        assert len(texts) == 25000
+        assert labels.sum() == 12500
+        assert all(isinstance(t, str) and t for t in texts[:100])
