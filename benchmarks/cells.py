@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.report import save  # noqa: E402
+from benchmarks.report import peak_rss_mib, save  # noqa: E402
 from layers import LSTMCell, make_rnn  # noqa: E402
 
 VOCAB, EMBED, UNITS = 20000, 128, 128
@@ -83,9 +83,7 @@ def probe_memory(variant, args):
     for _ in range(3):
         model.train_on_batch(x, y)
     model.predict_on_batch(x)
-    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak.
-    status = open("/proc/self/status").read()
-    print(int(status.split("VmHWM:")[1].split()[0]) / 1024)  # kB -> MiB
+    print(peak_rss_mib())
 
 
 def main():

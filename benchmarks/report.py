@@ -23,6 +23,18 @@ def machine():
     }
 
 
+def peak_rss_mib(pid="self"):
+    """Peak resident memory (VmHWM) of a process in MiB; None once it has exited.
+
+    Not ru_maxrss: that survives exec, so a child would report its parent's peak.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
+
+
 def markdown_table(rows, columns):
     """`rows`: list of dicts; `columns`: list of (key, header, format) tuples."""
     lines = [
