@@ -5,7 +5,7 @@
 """
 
 from layers.coupled_lstm import CoupledLSTMCell
-from layers.gated_cell import GatedCell
+from layers.gated_cell import ForgetGateCell, GatedCell
 from layers.gru import GRUCell
 from layers.lstm import LSTMCell
 from layers.peephole_lstm import PeepholeLSTMCell
@@ -15,6 +15,7 @@ from layers.rnn import CELLS, GatedRNN, make_rnn
 __all__ = [
     "CELLS",
     "CoupledLSTMCell",
+    "ForgetGateCell",
     "GRUCell",
     "GatedCell",
     "GatedRNN",

@@ -1,11 +1,11 @@
 import keras
 from keras import ops
 
-from layers.gated_cell import GatedCell
+from layers.gated_cell import ForgetGateCell
 
 
 @keras.saving.register_keras_serializable(package="seqapps")
-class CoupledLSTMCell(GatedCell):
+class CoupledLSTMCell(ForgetGateCell):
     """LSTM cell with coupled input and forget gates, "CIFG" (Greff et al. 2015,
     "LSTM: A Search Space Odyssey").
 
@@ -29,18 +29,8 @@ class CoupledLSTMCell(GatedCell):
     """
 
     gates = 3
-
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.unit_forget_bias = unit_forget_bias
-        self.state_size = [self.units, self.units]
-
-    def bias_initial_value(self, shape, dtype=None):
-        bias = self.bias_initializer(shape, dtype=dtype)
-        if not self.unit_forget_bias:
-            return bias
-        u = self.units
-        return ops.concatenate([bias[:u] - 1.0, bias[u:]])
+    forget_bias_block = 0
+    forget_bias_shift = -1.0
 
     def step(self, projected, states, training=False):
         h_tm1, c_tm1 = states
@@ -51,6 +41,3 @@ class CoupledLSTMCell(GatedCell):
         o = self.recurrent_activation(z_o)
         h = o * self.activation(c)
         return h, [h, c]
-
-    def get_config(self):
-        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

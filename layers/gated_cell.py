@@ -178,3 +178,30 @@ class GatedCell(Layer, DropoutRNNCell):
             "seed": self.seed,
         }
         return {**super().get_config(), **config}
+
+
+class ForgetGateCell(GatedCell):
+    """Base class of the LSTM family: state ``[h, c]``, and a forget gate whose bias
+    ``unit_forget_bias=True`` starts at +1 (Jozefowicz et al. 2015).
+
+    Subclasses say where that bias lives: ``forget_bias_block`` (which ``units``-wide
+    block of ``bias``) and ``forget_bias_shift`` (what to add there).
+    """
+
+    forget_bias_block = None
+    forget_bias_shift = None
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = unit_forget_bias
+        self.state_size = [self.units, self.units]
+
+    def bias_initial_value(self, shape, dtype=None):
+        bias = self.bias_initializer(shape, dtype=dtype)
+        if not self.unit_forget_bias:
+            return bias
+        start, end = self.forget_bias_block * self.units, (self.forget_bias_block + 1) * self.units
+        return ops.concatenate([bias[:start], bias[start:end] + self.forget_bias_shift, bias[end:]])
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

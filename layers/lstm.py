@@ -1,11 +1,11 @@
 import keras
 from keras import ops
 
-from layers.gated_cell import GatedCell
+from layers.gated_cell import ForgetGateCell
 
 
 @keras.saving.register_keras_serializable(package="seqapps")
-class LSTMCell(GatedCell):
+class LSTMCell(ForgetGateCell):
     """Long Short-Term Memory cell with forget gate (Hochreiter & Schmidhuber 1997;
     Gers, Schmidhuber & Cummins 2000), the reference of this package.
 
@@ -48,18 +48,8 @@ class LSTMCell(GatedCell):
     """
 
     gates = 4
-
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.unit_forget_bias = unit_forget_bias
-        self.state_size = [self.units, self.units]
-
-    def bias_initial_value(self, shape, dtype=None):
-        bias = self.bias_initializer(shape, dtype=dtype)
-        if not self.unit_forget_bias:
-            return bias
-        u = self.units
-        return ops.concatenate([bias[:u], bias[u : 2 * u] + 1.0, bias[2 * u :]])
+    forget_bias_block = 1
+    forget_bias_shift = 1.0
 
     def step(self, projected, states, training=False):
         h_tm1, c_tm1 = states
@@ -71,6 +61,3 @@ class LSTMCell(GatedCell):
         o = self.recurrent_activation(z_o)
         h = o * self.activation(c)
         return h, [h, c]
-
-    def get_config(self):
-        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
