@@ -106,7 +106,8 @@ def read_inputs(args):
 def run(parser, handlers, argv=None):
     """Parse `argv`, call the handler of the chosen command, print a UsageError as one line."""
     args = parser.parse_args(argv)
-    for name in ("limit", "epochs", "units", "layers", "batch_size", "version"):
+    for name in ("limit", "epochs", "units", "layers", "batch_size", "version", "lookback", "horizon", "stride",
+                 "segment", "season"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

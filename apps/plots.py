@@ -44,3 +44,44 @@ def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
+    """Sample test windows (first, middle, last): history, actual future and each forecast.
+
+    `history` (windows, lookback, targets), `actual` (windows, horizon, targets),
+    `forecasts` name -> array shaped like `actual`; the first is drawn boldest.
+    """
+    samples = sorted({0, len(actual) // 2, len(actual) - 1})
+    rows = min(max_targets, len(targets))
+    fig, axes = plt.subplots(rows, len(samples), figsize=(5 * len(samples), 2.8 * rows), squeeze=False)
+    lookback, horizon = history.shape[1], actual.shape[1]
+    past, future = np.arange(-lookback, 0), np.arange(horizon)
+    for row in range(rows):
+        for col, window in enumerate(samples):
+            ax = axes[row][col]
+            ax.plot(past, history[window, :, row], color="gray", lw=1, label="history")
+            ax.plot(future, actual[window, :, row], color="black", lw=1.5, label="actual")
+            for k, (name, forecast) in enumerate(forecasts.items()):
+                ax.plot(future, forecast[window, :, row], lw=2 if k == 0 else 1, ls="-" if k == 0 else "--",
+                        label=name)
+            ax.set_title(f"{targets[row]}, test window {window}")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
+    """`errors`: name -> error per forecast step."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (name, values) in enumerate(errors.items()):
+        ax.plot(np.arange(1, len(values) + 1), values, lw=2 if k == 0 else 1, label=name)
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
