@@ -6,6 +6,7 @@ import sys
 APPS = {"sentiment": "apps.sentiment", "forecasting": "apps.forecasting"}
 
 USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
+       seqapps tune <app> [options]
 
 apps: {", ".join(APPS)}
 `seqapps <app> --help` lists an app's commands and options."""
@@ -17,6 +18,11 @@ def main(argv=None):
         print(USAGE)
         return
     app, *rest = argv
+    if app == "tune":
+        from tuning.__main__ import main as tune
+
+        tune(rest)
+        return  # the console script exits with main()'s return value: None is success
     if app not in APPS:
         sys.exit(f"seqapps: error: unknown app {app!r}; choose from: {', '.join(APPS)}")
     importlib.import_module(APPS[app]).main(rest)

@@ -85,3 +85,25 @@ def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_trial_scores(rows, objective, path):
+    """Score of each tuning trial, coloured by cell; failed trials marked on the axis."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 4))
+    cells = sorted({row["hyperparameters"].get("cell", "-") for row in rows})
+    for cell in cells:
+        done = [(i, row["score"]) for i, row in enumerate(rows)
+                if row["hyperparameters"].get("cell", "-") == cell and row["score"] is not None]
+        if done:
+            ax.scatter(*zip(*done), label=cell, s=40)
+    failed = [i for i, row in enumerate(rows) if row["score"] is None]
+    if failed:
+        ax.scatter(failed, [ax.get_ylim()[0]] * len(failed), marker="x", color="red", label="failed")
+    ax.set_xticks(range(len(rows)), [row["trial"] for row in rows], rotation=90, fontsize="small")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -181,15 +181,23 @@ def build_model(config, vectorizer):
     return model
 
 
-def make_vectorizer(config, train_texts):
-    vectorizer = keras.layers.TextVectorization(
+def adapt_vocabulary(train_texts, vocab_size):
+    """The `vocab_size` most frequent tokens of the training texts (padding and OOV included)."""
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, standardize=clean_review)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.astype(str)).batch(512))
+    return vectorizer.get_vocabulary(include_special_tokens=False)
+
+
+def make_vectorizer(config, vocabulary):
+    """The model's TextVectorization; `vocabulary` is ordered by frequency, so any
+    prefix of it is the vocabulary of that size."""
+    return keras.layers.TextVectorization(
         max_tokens=config["vocab_size"],
         standardize=clean_review,
         output_sequence_length=config["sequence_length"],
+        vocabulary=vocabulary[: config["vocab_size"] - 2],
         name="vectorizer",
     )
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.astype(str)).batch(512))
-    return vectorizer
 
 
 # -- commands ---------------------------------------------------------------------
@@ -204,7 +212,7 @@ def train_command(args):
         texts, labels, config["validation_fraction"], config["seed"]
     )
     print(f"{len(train_texts):,} training and {len(val_texts):,} validation reviews; run directory {run_dir}")
-    model = build_model(config, make_vectorizer(config, train_texts))
+    model = build_model(config, make_vectorizer(config, adapt_vocabulary(train_texts, config["vocab_size"])))
     runs.train(
         model,
         dataset(train_texts, train_labels, config["batch_size"], shuffle_seed=config["seed"]),

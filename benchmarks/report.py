@@ -3,8 +3,13 @@
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from apps.tables import markdown_table  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -35,16 +40,17 @@ def peak_rss_mib(pid="self"):
     return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
 
 
-def markdown_table(rows, columns):
-    """`rows`: list of dicts; `columns`: list of (key, header, format) tuples."""
-    lines = [
-        "| " + " | ".join(header for _, header, _ in columns) + " |",
-        "|" + "|".join("---" for _ in columns) + "|",
-    ]
-    for row in rows:
-        cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def run_measured(command):
+    """Run `command`; return (seconds, peak RSS in MiB), polling the child's high-water mark."""
+    start = time.time()
+    process = subprocess.Popen(command)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, peak_rss_mib(process.pid) or 0.0)
+        time.sleep(1.0)
+    if process.returncode:
+        sys.exit(f"failed with exit code {process.returncode}: {' '.join(command)}")
+    return time.time() - start, peak
 
 
 def save(name, rows, columns, settings, out_dir=RESULTS_DIR):

@@ -17,20 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import RESULTS_DIR, peak_rss_mib, save  # noqa: E402
-
-
-def run_measured(command):
-    """Run `command`; return (seconds, peak RSS in MiB), polling the child's high-water mark."""
-    start = time.time()
-    process = subprocess.Popen(command)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, peak_rss_mib(process.pid) or 0.0)
-        time.sleep(1.0)
-    if process.returncode:
-        sys.exit(f"failed with exit code {process.returncode}: {' '.join(command)}")
-    return time.time() - start, peak
+from benchmarks.report import RESULTS_DIR, run_measured, save  # noqa: E402
 
 
 def main():

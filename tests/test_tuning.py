@@ -1,0 +1,177 @@
+"""Tiny KerasTuner searches for each app: they complete, resume, record failures,
+write their outputs, and run distributed with a chief and two workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_forecasting import write_series
+from test_sentiment import make_imdb
+from tuning import hypermodels
+from tuning.__main__ import main as tune
+
+TINY_SENTIMENT = ["--set", "units=8", "--set", "embedding_dim=8", "--set", "sequence_length=16",
+                  "--set", "batch_size=16", "--set", "layers=1", "--max-epochs", "1", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def imdb_dir(tmp_path_factory):
+    return make_imdb(tmp_path_factory.mktemp("imdb"), per_class=(16, 4))
+
+
+def search(imdb_dir, directory, *more):
+    return tune(["sentiment", "--data-dir", str(imdb_dir), "--directory", str(directory), "--tuner", "random",
+                 *TINY_SENTIMENT, *more])
+
+
+def trial_records(project):
+    return {p.parent.name: json.loads(p.read_text()) for p in Path(project).glob("trial_*/seqapps_trial.json")}
+
+
+def test_sentiment_search_writes_its_outputs(imdb_dir, tmp_path):
+    summary = search(imdb_dir, tmp_path, "--max-trials", "2")
+    project = tmp_path / "sentiment"
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    assert best["objective"] == "val_accuracy" and best["trial"] == summary["trial"]
+    assert best["hyperparameters"]["cell"] in ("lstm", "peephole", "cifg", "gru")
+    assert best["hyperparameters"]["units"] == 8  # fixed with --set
+    table = (project / "trials.md").read_text().splitlines()
+    assert len([line for line in table if line.startswith("| ") and "COMPLETED" in line]) == 2
+    assert (project / "trials.png").is_file()
+    records = trial_records(project)
+    assert len(records) == 2 and all(r["status"] == "COMPLETED" and r["epochs"] == 1 for r in records.values())
+
+
+def test_interrupted_search_resumes_and_finishes(imdb_dir, tmp_path, monkeypatch):
+    fit = hypermodels.AppHyperModel.fit
+    calls = []
+
+    def interrupt_second_trial(self, hp, model, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fit(self, hp, model, **kwargs)
+
+    monkeypatch.setattr(hypermodels.AppHyperModel, "fit", interrupt_second_trial)
+    with pytest.raises(KeyboardInterrupt):
+        search(imdb_dir, tmp_path, "--max-trials", "3")
+    first = trial_records(tmp_path / "sentiment")
+    assert list(first) == ["trial_0"]
+
+    monkeypatch.setattr(hypermodels.AppHyperModel, "fit", fit)
+    search(imdb_dir, tmp_path, "--max-trials", "3")
+    records = trial_records(tmp_path / "sentiment")
+    assert sum(r["status"] == "COMPLETED" for r in records.values()) == 3
+    assert records["trial_0"] == first["trial_0"]  # the finished trial was not run again
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(imdb_dir, tmp_path, monkeypatch):
+    fit = hypermodels.AppHyperModel.fit
+    calls = []
+
+    def fail_first_trial(self, hp, model, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("simulated out of memory")
+        return fit(self, hp, model, **kwargs)
+
+    monkeypatch.setattr(hypermodels.AppHyperModel, "fit", fail_first_trial)
+    search(imdb_dir, tmp_path, "--max-trials", "3")
+    statuses = sorted(r["status"] for r in trial_records(tmp_path / "sentiment").values())
+    assert statuses == ["COMPLETED", "COMPLETED", "FAILED"]
+    assert "FAILED" in (tmp_path / "sentiment" / "trials.md").read_text()
+
+
+def test_nan_loss_fails_the_trial():
+    import keras_tuner
+
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="nan"):
+        hypermodels.FailOnNaN().on_batch_end(3, {"loss": float("nan")})
+    hypermodels.FailOnNaN().on_batch_end(3, {"loss": 0.5})
+
+
+def test_forecasting_search_tunes_the_lookback(tmp_path):
+    csv = write_series(tmp_path / "sines.csv")
+    summary = tune(["forecasting", "--directory", str(tmp_path), "--tuner", "bayesian", "--max-trials", "2",
+                    "--max-epochs", "1", "--verbose", "0", "--set", f"dataset={csv}", "--set", "horizon=12",
+                    "--set", "segment=6", "--set", "lookback=24", "--set", "units=8", "--set", "layers=1",
+                    "--set", "batch_size=64"])
+    assert summary["objective"] == "val_loss"
+    assert summary["hyperparameters"]["lookback"] in (12, 24, 48)
+    assert len(trial_records(tmp_path / "forecasting")) == 2
+
+
+def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):
+    summary = search(imdb_dir, tmp_path, "--max-trials", "1", "--export", "--export-dir", str(tmp_path / "exports"))
+    assert Path(summary["export"]) == tmp_path / "exports" / "1"
+    config = json.loads((tmp_path / "sentiment" / "best_run" / "config.json").read_text())
+    for name, value in summary["hyperparameters"].items():
+        assert config[name] == value
+    assert config["limit"] is None  # the full training split
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--max-trials", "0"], "--max-trials must be a positive integer"),
+        (["--tuner", "grid"], "invalid choice: 'grid'"),
+        (["--set", "cell=gru", "--set", "units=8", "--set", "layers=1", "--set", "bidirectional=true",
+          "--set", "dropout=0", "--set", "recurrent_dropout=0", "--set", "learning_rate=0.001",
+          "--set", "batch_size=8", "--set", "vocab_size=100", "--set", "embedding_dim=8",
+          "--set", "sequence_length=8"], "empty search space"),
+        (["--set", "colour=blue"], "--set colour: not a hyperparameter"),
+    ],
+    ids=["max-trials-0", "unknown-tuner", "empty-space", "unknown-set"],
+)
+def test_invalid_options_get_one_line_errors(imdb_dir, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        tune(["sentiment", "--data-dir", str(imdb_dir), "--directory", str(tmp_path), *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
+    command = [sys.executable, "-m", "tuning", "sentiment", "--data-dir", str(imdb_dir), "--directory",
+               str(tmp_path), "--tuner", "random", "--max-trials", "4", *TINY_SENTIMENT]
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port()),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    root = Path(__file__).resolve().parents[1]
+    processes = {
+        tuner_id: subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": tuner_id}, cwd=root,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for tuner_id in ("chief", "tuner0", "tuner1")
+    }
+    outputs = {}
+    try:
+        for tuner_id, process in processes.items():
+            outputs[tuner_id] = process.communicate(timeout=420)[0]
+    finally:
+        for process in processes.values():
+            process.kill()
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, f"{tuner_id} failed:\n{outputs[tuner_id][-3000:]}"
+
+    project = tmp_path / "sentiment"
+    records = trial_records(project)
+    assert len(records) == 4  # every trial ran, once: one record per trial
+    assert all(r["status"] == "COMPLETED" for r in records.values())
+    assert {r["tuner_id"] for r in records.values()} <= {"tuner0", "tuner1"}
+    scores = {p.parent.name.split("_")[1]: json.loads(p.read_text())["score"] for p in project.glob("trial_*/trial.json")}
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    assert best["score"] == max(scores.values())
+    assert scores[best["trial"]] == best["score"]
+    assert f"Best trial {best['trial']}" in outputs["chief"]
+    assert np.isfinite(best["score"])
