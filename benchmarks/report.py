@@ -37,6 +37,8 @@ def peak_rss_mib(pid="self"):
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
+    if "VmHWM:" not in status:  # a process that has exited but not been reaped
+        return None
     return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
 
 

@@ -41,6 +41,14 @@ TUNERS = {
 }
 
 
+def resident_memory_mib():
+    """This process's resident memory now (VmRSS), to show it stays flat across trials."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    return int(status.read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
 class TrialRecords:
     """Tuner mixin: writes each trial's time, epochs, status and tuner to
     `trial_<id>/seqapps_trial.json`, which KerasTuner does not record itself."""
@@ -59,7 +67,7 @@ class TrialRecords:
         # The oracle decides the final status (an error is FAILED once retries are spent).
         status = self.oracle.get_trial(trial.trial_id).status
         record = {"trial_id": trial.trial_id, "status": status, "seconds": seconds, "epochs": self._epochs,
-                  "tuner_id": self.tuner_id}
+                  "tuner_id": self.tuner_id, "rss_mib": resident_memory_mib()}
         if trial.message:
             record["error"] = trial.message.strip().splitlines()[-1]
         runs.save_json(Path(self.get_trial_dir(trial.trial_id)) / "seqapps_trial.json", record)
@@ -108,7 +116,7 @@ def trial_rows(tuner):
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         rows.append({"trial": trial_id, "status": str(trial.status), "score": trial.score,
-                     "epochs": record.get("epochs"), "seconds": record.get("seconds"),
+                     "epochs": record.get("epochs"), "seconds": record.get("seconds"), "rss_mib": record.get("rss_mib"),
                      "tuner_id": record.get("tuner_id"), "hyperparameters": values})
     return rows
 
@@ -129,7 +137,8 @@ def write_results(tuner, out_dir):
     table_rows = [{**row, **{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row["hyperparameters"].items()}}
                   for row in rows]
     columns = [("trial", "trial", "{}"), ("status", "status", "{}"), ("score", objective.name, "{:.4f}"),
-               ("epochs", "epochs", "{}"), ("seconds", "seconds", "{:.0f}")] + [(n, n, "{}") for n in names]
+               ("epochs", "epochs", "{}"), ("seconds", "seconds", "{:.0f}"), ("rss_mib", "RSS MiB after", "{:.0f}")]
+    columns += [(n, n, "{}") for n in names]
     (out_dir / "trials.md").write_text(f"# Trials, objective {objective.name} ({objective.direction})\n\n"
                                        + markdown_table(table_rows, columns) + "\n")
     plot_trial_scores(rows, objective.name, out_dir / "trials.png")
