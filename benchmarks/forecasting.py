@@ -8,7 +8,8 @@ For every cell and horizon given, runs `seqapps forecasting train` (the app's de
 otherwise) and `evaluate`.
 
     python benchmarks/forecasting.py --data-dir ../shared/data --cells gru --horizons 96 192 336 720
-    python benchmarks/forecasting.py --data-dir ../shared/data --cells lstm peephole cifg --horizons 96 --name forecasting-cells
+    python benchmarks/forecasting.py --data-dir ../shared/data --cells lstm peephole cifg --horizons 96 \
+        --name forecasting-cells
 """
 
 import argparse

@@ -169,7 +169,8 @@ def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
     assert len(records) == 4  # every trial ran, once: one record per trial
     assert all(r["status"] == "COMPLETED" for r in records.values())
     assert {r["tuner_id"] for r in records.values()} <= {"tuner0", "tuner1"}
-    scores = {p.parent.name.split("_")[1]: json.loads(p.read_text())["score"] for p in project.glob("trial_*/trial.json")}
+    scores = {p.parent.name.split("_")[1]: json.loads(p.read_text())["score"]
+              for p in project.glob("trial_*/trial.json")}
     best = json.loads((project / "best_hyperparameters.json").read_text())
     assert best["score"] == max(scores.values())
     assert scores[best["trial"]] == best["score"]

@@ -111,7 +111,7 @@ def make_tuner(args, hypermodel, fixed):
 
 def trial_rows(tuner):
     rows = []
-    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+    for trial_id, trial in sorted(tuner.oracle.trials.items(), key=lambda item: int(item[0])):
         record_path = Path(tuner.get_trial_dir(trial_id)) / "seqapps_trial.json"
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
