@@ -4,6 +4,7 @@
     rnn = make_rnn("peephole", 128, return_sequences=True, bidirectional=True)
 """
 
+from layers.attention import ATTENTIONS, BahdanauAttention, LuongAttention, make_attention
 from layers.coupled_lstm import CoupledLSTMCell
 from layers.gated_cell import ForgetGateCell, GatedCell
 from layers.gru import GRUCell
@@ -13,6 +14,10 @@ from layers.pooling import GlobalMeanMaxPooling1D
 from layers.rnn import CELLS, GatedRNN, make_rnn
 
 __all__ = [
+    "ATTENTIONS",
+    "BahdanauAttention",
+    "LuongAttention",
+    "make_attention",
     "CELLS",
     "CoupledLSTMCell",
     "ForgetGateCell",
