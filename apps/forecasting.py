@@ -442,13 +442,11 @@ def train_command(args):
         train_data,
         dataset(series, "val", config),
         run_dir,
-        epochs=config["epochs"],
+        config,
         monitor="val_loss",
         mode="min",
-        patience=config["patience"],
         verbose=args.verbose,
     )
-    print(f"Model saved to {run_dir / 'model.keras'}")
 
 
 def series_summary(series):

@@ -9,6 +9,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path, dpi=100):
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def plot_history(history, path):
     """Learning curves: one panel per metric, training and validation together."""
     metrics = [key for key in history if not key.startswith("val_") and key != "learning_rate"]
@@ -25,9 +31,7 @@ def plot_history(history, path):
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
@@ -43,9 +47,7 @@ def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
         color = "white" if count > matrix.max() / 2 else "black"
         ax.text(j, i, f"{count:,}", ha="center", va="center", color=color)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
@@ -70,9 +72,7 @@ def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
             ax.set_title(f"{targets[row]}, test window {window}")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
@@ -84,9 +84,7 @@ def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_trial_scores(rows, objective, path):
@@ -106,6 +104,4 @@ def plot_trial_scores(rows, objective, path):
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

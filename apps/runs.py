@@ -106,12 +106,15 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_json(self.run_dir / "state.json", self.state)
 
 
-def train(model, train_data, validation_data, run_dir, *, epochs, monitor, mode, patience, verbose=1):
-    """Fit `model` (or, if the run was interrupted, its last checkpoint) and finish the run.
+def train(model, train_data, validation_data, run_dir, config, *, monitor, mode, verbose=1):
+    """Fit `model` (or, if the run was interrupted, its last checkpoint) for
+    `config["epochs"]`, stopping after `config["patience"]` epochs without improvement
+    of `monitor`, and finish the run.
 
     Returns the best model, also saved as model.keras. The early-stopping patience
     counts afresh after a resume.
     """
+    epochs, patience = config["epochs"], config["patience"]
     run_dir = Path(run_dir)
     state_path = run_dir / "state.json"
     if state_path.exists():
@@ -142,4 +145,5 @@ def train(model, train_data, validation_data, run_dir, *, epochs, monitor, mode,
     save_model(best, run_dir / "model.keras")
     save_json(run_dir / "history.json", state["history"])
     plot_history(state["history"], run_dir / "learning_curves.png")
+    print(f"Model saved to {run_dir / 'model.keras'}")
     return best

@@ -218,13 +218,11 @@ def train_command(args):
         dataset(train_texts, train_labels, config["batch_size"], shuffle_seed=config["seed"]),
         dataset(val_texts, val_labels, config["batch_size"]),
         run_dir,
-        epochs=config["epochs"],
+        config,
         monitor="val_accuracy",
         mode="max",
-        patience=config["patience"],
         verbose=args.verbose,
     )
-    print(f"Model saved to {run_dir / 'model.keras'}")
 
 
 def binary_metrics(labels, probabilities):
