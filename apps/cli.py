@@ -103,14 +103,19 @@ def read_inputs(args):
     return sys.stdin.read().splitlines()
 
 
-def run(parser, handlers, argv=None):
-    """Parse `argv`, call the handler of the chosen command, print a UsageError as one line."""
-    args = parser.parse_args(argv)
-    for name in ("limit", "epochs", "units", "layers", "batch_size", "version", "lookback", "horizon", "stride",
-                 "segment", "season"):
+def require_positive(parser, args, names):
+    """A one-line parser error for any of the integer options `names` given as zero or less."""
+    for name in names:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def run(parser, handlers, argv=None):
+    """Parse `argv`, call the handler of the chosen command, print a UsageError as one line."""
+    args = parser.parse_args(argv)
+    require_positive(parser, args, ("limit", "epochs", "units", "layers", "batch_size", "version", "lookback",
+                                    "horizon", "stride", "segment", "season"))
     try:
         return handlers[args.command](args)
     except UsageError as e:

@@ -29,7 +29,7 @@ import keras_tuner
 from keras_tuner.src.distribute import utils as distribute_utils
 
 from apps import runs
-from apps.cli import UsageError
+from apps.cli import UsageError, require_positive
 from apps.plots import plot_trial_scores
 from apps.tables import markdown_table
 from tuning.hypermodels import HYPERMODELS
@@ -193,10 +193,8 @@ def main(argv=None):
     parser.add_argument("--export-dir", help="(default: saved_models/<app>)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = parser.parse_args(argv)
-    for name in ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials", "limit"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    require_positive(parser, args, ("max_trials", "max_epochs", "executions_per_trial",
+                                    "max_consecutive_failed_trials", "limit"))
     try:
         return tune(args)
     except UsageError as e:
