@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-APPS = {"sentiment": "apps.sentiment", "forecasting": "apps.forecasting"}
+APPS = {"sentiment": "apps.sentiment", "translation": "apps.translation", "forecasting": "apps.forecasting"}
 
 USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
        seqapps tune <app> [options]

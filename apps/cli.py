@@ -103,6 +103,12 @@ def read_inputs(args):
     return sys.stdin.read().splitlines()
 
 
+def as_bytes(texts):
+    """Texts as UTF-8 bytes for a string tensor. Command-line text may carry
+    undecodable bytes as surrogates: they are sent on as the bytes they were."""
+    return [t if isinstance(t, bytes) else t.encode("utf-8", "surrogateescape") for t in texts]
+
+
 def require_positive(parser, args, names):
     """A one-line parser error for any of the integer options `names` given as zero or less."""
     for name in names:
@@ -115,7 +121,8 @@ def run(parser, handlers, argv=None):
     """Parse `argv`, call the handler of the chosen command, print a UsageError as one line."""
     args = parser.parse_args(argv)
     require_positive(parser, args, ("limit", "epochs", "units", "layers", "batch_size", "version", "lookback",
-                                    "horizon", "stride", "segment", "season"))
+                                    "horizon", "stride", "segment", "season", "embedding_dim", "vocab_size",
+                                    "source_vocab_size", "target_vocab_size", "max_length", "beam_size"))
     try:
         return handlers[args.command](args)
     except UsageError as e:

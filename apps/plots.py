@@ -105,3 +105,16 @@ def plot_trial_scores(rows, objective, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     save_figure(fig, path)
+
+
+def plot_attention(weights, source_words, target_words, path):
+    """Heatmap of attention weights: one row per target word, one column per source word."""
+    weights = np.asarray(weights)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(source_words), 1.2 + 0.4 * len(target_words)))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source_words)), source_words, rotation=60, ha="right")
+    ax.set_yticks(range(len(target_words)), target_words)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    save_figure(fig, path)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps import runs
-from apps.cli import UsageError, app_parser, read_inputs, run
+from apps.cli import UsageError, app_parser, as_bytes, read_inputs, run
 from apps.export import export_savedmodel, is_savedmodel, load_serving_signature, run_savedmodel_in_subprocess
 from apps.plots import plot_confusion_matrix
 from layers import GlobalMeanMaxPooling1D, make_rnn
@@ -274,11 +274,6 @@ def evaluate_command(args):
     print(f"confusion matrix [[TN, FP], [FN, TP]]: {metrics['confusion_matrix']}")
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")
     return metrics
-
-
-def as_bytes(texts):
-    # Command-line text may carry undecodable bytes as surrogates: send them on as bytes.
-    return [t if isinstance(t, bytes) else t.encode("utf-8", "surrogateescape") for t in texts]
 
 
 def predict_texts(model_path, texts):
