@@ -42,6 +42,8 @@ def main():
     parser.add_argument("--cells", nargs="+", default=["lstm"], help="cells to compare (default: lstm)")
     parser.add_argument("--attentions", nargs="+", default=["additive"], help="attentions (default: additive)")
     parser.add_argument("--eval-limit", type=int, help="evaluate on at most N test pairs")
+    parser.add_argument("--serving", action=argparse.BooleanOptionalAction, default=True,
+                        help="also export and time the SavedModel (default: yes)")
     parser.add_argument("--name", default="translation", help="results file name (default: %(default)s)")
     parser.add_argument("train_options", nargs="*", help="more `train` options, after --")
     args = parser.parse_args()
@@ -66,7 +68,7 @@ def main():
         sources = [line.split("\t")[0] for line in (run_dir / "translations.tsv").read_text().splitlines()[1:]]
         sources = np.array([s.encode("utf-8") for s in sources])
         served = {}
-        for name, size in (("greedy", 1), (beam, metrics["beam_size"])):
+        for name, size in (("greedy", 1), (beam, metrics["beam_size"])) if args.serving else ():
             subprocess.run([*app, "export", "--run-dir", str(run_dir), "--export-dir", str(export_dir),
                             "--beam-size", str(size)], check=True)
             served[name] = savedmodel_speed(sorted(export_dir.iterdir())[-1], sources)
@@ -83,8 +85,8 @@ def main():
             "peak_rss_mib": peak,
             "keras_greedy_per_s": metrics["greedy"]["sentences_per_second"],
             "keras_beam_per_s": metrics[beam]["sentences_per_second"],
-            "savedmodel_greedy_per_s": served["greedy"],
-            "savedmodel_beam_per_s": served[beam],
+            **({"savedmodel_greedy_per_s": served["greedy"], "savedmodel_beam_per_s": served[beam]}
+               if args.serving else {}),
             "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent.parent)),
         })
     columns = [
@@ -99,10 +101,11 @@ def main():
         ("train_minutes", "training min", "{:.1f}"),
         ("keras_greedy_per_s", "Keras greedy sent/s", "{:.0f}"),
         ("keras_beam_per_s", f"Keras beam {metrics['beam_size']} sent/s", "{:.0f}"),
-        ("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
-        ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}"),
         ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ]
+    if args.serving:
+        columns[-1:-1] = [("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
+                          ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}")]
     config = json.loads((run_dir / "config.json").read_text())
     settings = {k: v for k, v in config.items() if k not in ("cell", "attention", "data_dir")}
     settings.update(test_sentences=metrics["sentences"], test_references=metrics["references"],

@@ -13,6 +13,7 @@ import pytest
 
 from test_forecasting import write_series
 from test_sentiment import make_imdb
+from test_translation import toy_pairs, write_pairs
 from tuning import hypermodels
 from tuning.__main__ import main as tune
 
@@ -105,6 +106,18 @@ def test_forecasting_search_tunes_the_lookback(tmp_path):
     assert summary["objective"] == "val_loss"
     assert summary["hyperparameters"]["lookback"] in (12, 24, 48)
     assert len(trial_records(tmp_path / "forecasting")) == 2
+
+
+def test_translation_search_tunes_cell_and_attention(tmp_path):
+    pairs = write_pairs(tmp_path / "spa-eng.zip", toy_pairs(300))
+    summary = tune(["translation", "--data-dir", str(pairs), "--directory", str(tmp_path), "--tuner", "random",
+                    "--max-trials", "2", "--max-epochs", "1", "--verbose", "0", "--set", "units=8",
+                    "--set", "embedding_dim=128", "--set", "layers=1", "--set", "batch_size=32"])
+    assert summary["objective"] == "val_loss"
+    assert summary["hyperparameters"]["cell"] in ("lstm", "peephole", "cifg", "gru")
+    assert summary["hyperparameters"]["attention"] in ("additive", "dot", "general")
+    records = trial_records(tmp_path / "translation")
+    assert len(records) == 2 and all(r["status"] == "COMPLETED" for r in records.values())
 
 
 def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):

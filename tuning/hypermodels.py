@@ -9,8 +9,8 @@ import keras
 import keras_tuner
 import numpy as np
 
-from apps import forecasting, sentiment
-from layers import CELLS
+from apps import forecasting, sentiment, translation
+from layers import ATTENTIONS, CELLS
 
 
 def recurrent_space(hp, units=(32, 64, 128), bidirectional=True):
@@ -39,7 +39,7 @@ class FailOnNaN(keras.callbacks.Callback):
 class AppHyperModel(keras_tuner.HyperModel):
     """What the apps' HyperModels share: config from hyperparameters, a fresh session
     per trial (memory stays flat), the NaN guard. Subclasses set `app`, `objective`
-    and implement `load`, `space` and `datasets`."""
+    and implement `load`, `space`, `build_model` and `datasets` (of the trial's config and model)."""
 
     app = None
     objective = None
@@ -60,7 +60,7 @@ class AppHyperModel(keras_tuner.HyperModel):
         return self.build_model(self.config(hp))
 
     def fit(self, hp, model, callbacks=None, **kwargs):
-        train, validation = self.datasets(self.config(hp))
+        train, validation = self.datasets(self.config(hp), model)
         return model.fit(train, validation_data=validation, callbacks=[*(callbacks or []), FailOnNaN()],
                          shuffle=False, **kwargs)
 
@@ -89,7 +89,7 @@ class SentimentHyperModel(AppHyperModel):
     def build_model(self, config):
         return sentiment.build_model(config, sentiment.make_vectorizer(config, self.vocabulary))
 
-    def datasets(self, config):
+    def datasets(self, config, model):
         return (sentiment.dataset(*self.train, config["batch_size"], shuffle_seed=self.seed),
                 sentiment.dataset(*self.validation, config["batch_size"]))
 
@@ -119,10 +119,37 @@ class ForecastingHyperModel(AppHyperModel):
     def build_model(self, config):
         return forecasting.build_model(config, self.series_for(config))
 
-    def datasets(self, config):
+    def datasets(self, config, model):
         series = self.series_for(config)
         return (forecasting.dataset(series, "train", config, shuffle_seed=self.seed),
                 forecasting.dataset(series, "val", config))
 
 
-HYPERMODELS = {"sentiment": SentimentHyperModel, "forecasting": ForecastingHyperModel}
+class TranslationHyperModel(AppHyperModel):
+    app = translation
+    objective = keras_tuner.Objective("val_loss", "min")
+
+    def load(self):
+        config = {**translation.DEFAULTS, **self.options, "data_dir": self.data_dir, "limit": self.limit,
+                  "seed": self.seed}
+        data = translation.split_data(config)
+        self.train, self.validation = data["train"], data["validation"]
+        self.vocabularies = translation.adapt_vocabularies(config, *self.train)
+
+    def space(self, hp):
+        return {
+            **recurrent_space(hp, units=(64, 128, 256)),
+            "attention": hp.Choice("attention", list(ATTENTIONS)),
+            "embedding_dim": hp.Choice("embedding_dim", [128, 256]),
+        }
+
+    def build_model(self, config):
+        return translation.build_model(config, *self.vocabularies)
+
+    def datasets(self, config, model):
+        return (translation.dataset(model, *self.train, config["batch_size"], shuffle_seed=self.seed),
+                translation.dataset(model, *self.validation, config["batch_size"]))
+
+
+HYPERMODELS = {"sentiment": SentimentHyperModel, "translation": TranslationHyperModel,
+               "forecasting": ForecastingHyperModel}

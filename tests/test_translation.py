@@ -1,0 +1,235 @@
+"""The translation app end to end on a tiny generated language pair.
+
+The toy "Spanish" is a number language that English translates word by word in
+the same order, so a small model learns it in seconds, and attention has to look at
+the aligned source word to get it right.
+"""
+
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apps import runs, translation
+from apps.export import run_savedmodel_in_subprocess
+
+SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spa-eng.zip"
+WORDS = {"uno": "one", "dos": "two", "tres": "three", "cuatro": "four", "cinco": "five", "seis": "six",
+         "siete": "seven", "ocho": "eight"}
+TINY_TRAINING = ["--units", "24", "--embedding-dim", "24", "--epochs", "12", "--batch-size", "32",
+                 "--learning-rate", "0.01", "--dropout", "0", "--patience", "12", "--verbose", "0"]
+AWKWARD = ["", "   ", "xylophone quux blorft", "uno " * 300, "uno 😀 世界 привет", "Uno, DOS... ¿tres?"]
+
+
+def toy_pairs(count, seed=0):
+    """(english, spanish) sentences of 2-5 number words and a full stop."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(count):
+        spanish = list(rng.choice(list(WORDS), size=rng.integers(2, 6)))
+        pairs.append((" ".join(WORDS[w] for w in spanish).capitalize() + ".", " ".join(spanish).capitalize() + "."))
+    return pairs
+
+
+def write_pairs(path, pairs, extra_lines=()):
+    lines = [f"{en}\t{es}\tCC-BY 2.0 (France) Attribution: tatoeba.org" for en, es in pairs] + list(extra_lines)
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("spa-eng/_about.txt", "about")
+            archive.writestr("spa-eng/spa.txt", text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    write_pairs(root / "spa-eng.zip", toy_pairs(1500))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "toy"
+    translation.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def model(run_dir):
+    return runs.load_model(run_dir)
+
+
+def test_load_pairs_from_zip_and_text_counts_malformed_lines(tmp_path):
+    pairs = toy_pairs(5)
+    bad = ["no tab here", "\tvacío", "empty other side\t", ""]
+    write_pairs(tmp_path / "spa-eng.zip", pairs, bad)
+    (tmp_path / "text").mkdir()
+    write_pairs(tmp_path / "text" / "spa.txt", pairs, bad)
+    for source in (tmp_path, tmp_path / "spa-eng.zip", tmp_path / "text"):
+        english, spanish, malformed = translation.load_pairs(source, "spa")
+        assert list(zip(english, spanish)) == pairs
+        assert malformed == [6, 7, 8]  # the blank line is not counted
+
+
+def test_missing_pairs_name_the_expected_files(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        translation.main(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "no spa-eng sentence pairs" in error and "spa-eng.zip" in error
+
+
+def test_direction_needs_english_on_one_side(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        translation.main(["train", "--data-dir", str(data_dir), "--source", "spa", "--target", "fra",
+                          "--run-dir", str(tmp_path / "run")])
+    assert "one side must be eng" in capsys.readouterr().err
+
+
+def test_split_keeps_every_sentence_in_one_split():
+    # "A" has two translations, and "x" translates two sentences: all four pairs stick together.
+    sources = np.array(["A", "A", "B", "C"] + [f"s{i}" for i in range(200)], dtype=object)
+    targets = np.array(["x", "y", "x", "z"] + [f"t{i}" for i in range(200)], dtype=object)
+    splits = translation.split_pairs(sources, targets, 0.2, 0.2, seed=3)
+    assert sorted(np.concatenate(splits)) == list(range(len(sources)))
+    home = [next(k for k, idx in enumerate(splits) if i in idx) for i in range(3)]
+    assert home[0] == home[1] == home[2]
+    assert all(35 <= len(idx) <= 45 for idx in splits[1:])
+    again = translation.split_pairs(sources, targets, 0.2, 0.2, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(splits, again))
+
+
+@pytest.mark.skipif(not SHARED_PAIRS.exists(), reason=f"the real spa-eng.zip is not at {SHARED_PAIRS}")
+def test_real_pairs_split_leaks_no_sentence():
+    english, spanish, malformed = translation.load_pairs(SHARED_PAIRS.parent, "spa")
+    assert len(english) == 115_059 and not malformed
+    train, validation, test = translation.split_pairs(spanish, english, 0.1, 0.1, seed=1337)
+    for side in (spanish, english):
+        seen = set(side[train])
+        assert not seen & set(side[test]) and not seen & set(side[validation])
+    assert 0.09 < len(test) / len(english) < 0.11
+
+
+def test_normalize_composes_accents_and_splits_punctuation():
+    texts = tf.constant(["¿Dónde está Me\u0301xico?", "¿Dónde está México?", "I’m   “fine”…", b"bad \xff byte"])
+    normalized = [t.decode() for t in translation.normalize_text(texts).numpy()]
+    assert normalized[0].split() == normalized[1].split() == ["¿", "dónde", "está", "méxico", "?"]
+    assert normalized[2].split() == ["i'm", '"', "fine", '"', ".", ".", "."]
+    assert normalized[3].split() == ["bad", "\ufffd", "byte"]
+    cased = translation.normalize_text(tf.constant(["Dónde"]), lowercase=False).numpy()[0].decode()
+    assert cased.split() == ["Dónde"]
+    joined = translation.detokenize_text(tf.constant(["¿ dónde está ?  bien , gracias ."])).numpy()[0].decode()
+    assert joined == "¿dónde está? bien, gracias."
+
+
+def test_trains_translates_and_attends_to_the_aligned_word(model):
+    sentences = ["Tres uno cinco.", "Ocho dos.", "Siete seis cuatro dos uno."]
+    translations, source_words, target_words, attention = model.translate(
+        tf.constant(sentences), beam_size=1, return_attention=True)
+    assert [t.decode() for t in translations.numpy()] == ["three one five.", "eight two.",
+                                                          "seven six four two one."]
+    # Each number word is produced while attending most to its own source word.
+    weights = attention.numpy()
+    for i, sentence in enumerate(sentences):
+        n = len(sentence.split())
+        assert list(np.argmax(weights[i, :n], axis=1)) == list(range(n))
+    assert np.allclose(weights.sum(-1)[weights.sum(-1) > 0], 1.0, atol=1e-5)
+
+
+def test_beam_one_equals_greedy_and_beam_finds_the_translation(model):
+    texts = tf.constant(["Uno dos tres.", "Cinco.", "Seis siete ocho uno dos.", "xylophone", ""])
+    source_ids = model.source_ids(texts)
+    greedy_ids, greedy_attention = model.greedy_search(source_ids, 12)
+    beam_ids, beam_attention = model.beam_search(source_ids, 12, beam_size=1, length_penalty=0.6)
+    steps = greedy_ids.shape[1]
+    np.testing.assert_array_equal(greedy_ids.numpy(), beam_ids.numpy()[:, :steps])
+    assert not beam_ids.numpy()[:, steps:].any()
+    np.testing.assert_allclose(greedy_attention.numpy(), beam_attention.numpy()[:, :steps], atol=1e-6)
+    beam4 = [t.decode() for t in model.translate(texts[:3], beam_size=4).numpy()]
+    assert beam4 == ["one two three.", "five.", "six seven eight one two."]
+
+
+def test_evaluate_writes_bleu_chrf_and_sample_translations(run_dir, data_dir):
+    metrics = translation.main(["evaluate", "--run-dir", str(run_dir), "--data-dir", str(data_dir)])
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["sentences"] > 100
+    for name in ("greedy", "beam4"):
+        assert metrics[name]["bleu"] > 90 and metrics[name]["chrf"] > 90
+    lines = (run_dir / "translations.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["source", "references", "greedy", "beam4"]
+    assert len(lines) == metrics["sentences"] + 1
+
+
+def test_predict_with_attention_plot_and_awkward_inputs(run_dir, tmp_path, capsys):
+    plot = tmp_path / "attention.png"
+    translations = translation.main(["predict", "--model", str(run_dir), "--attention-plot", str(plot),
+                                     "Dos tres."])
+    assert translations == ["two three."] and plot.stat().st_size > 1000
+    translations = translation.main(["predict", "--model", str(run_dir), *AWKWARD])
+    assert len(translations) == len(AWKWARD) and all(isinstance(t, str) for t in translations)
+    assert "input 4 has 300 words; only the first 49 are translated" in capsys.readouterr().err
+
+
+def test_export_runs_alone_and_matches_keras(run_dir, model, tmp_path, capsys):
+    export_dir = tmp_path / "saved_models" / "translation"
+    path = translation.main(["export", "--run-dir", str(run_dir), "--export-dir", str(export_dir)])
+    assert path == export_dir / "1"
+    texts = ["Cuatro cinco seis.", *AWKWARD, b"bad \xff\xfe utf-8"]
+    encoded = [t if isinstance(t, bytes) else t.encode() for t in texts]
+    served = run_savedmodel_in_subprocess(path, {"text": np.array(encoded, dtype="S")})["translation"]
+    expected = model.translate(tf.constant(encoded), beam_size=4).numpy()
+    assert list(served) == list(expected) and served[0] == b"four five six."
+    assert translation.main(["predict", "--model", str(path), "Ocho uno."]) == ["eight one."]
+    with pytest.raises(SystemExit):
+        translation.main(["predict", "--model", str(path), "--attention-plot", str(tmp_path / "a.png"), "Uno."])
+    assert "needs a .keras model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        translation.main(["export", "--run-dir", str(run_dir), "--export-dir", str(export_dir), "--version", "1"])
+    assert "never overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell,attention", [("peephole", "dot"), ("cifg", "general"), ("gru", "additive")])
+def test_every_cell_and_attention_builds_saves_and_decodes(cell, attention, tmp_path):
+    config = {**translation.DEFAULTS, "cell": cell, "attention": attention, "units": 8, "embedding_dim": 8,
+              "seed": 0, "bidirectional": cell != "cifg", "layers": 2, "max_length": 6}
+    model = translation.build_model(config, list(WORDS) + ["[END]"], list(WORDS.values()) + ["[START]", "[END]"])
+    texts = tf.constant(["uno dos", "", "tres " * 20])
+    logits = model((model.source_ids(texts), model.target_ids(texts)[:, :-1]))
+    assert logits.shape[-1] == len(WORDS) + 4
+    runs.save_model(model, tmp_path / "model.keras")
+    loaded = runs.load_model(tmp_path / "model.keras")
+    for size in (1, 3):
+        expected = model.translate(texts, beam_size=size).numpy()
+        assert list(loaded.translate(texts, beam_size=size).numpy()) == list(expected)
+
+
+def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    save_epoch = runs.RunCheckpoint.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        save_epoch(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        translation.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--limit", "200",
+                          *TINY_TRAINING, "--epochs", "2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
+        checkpoint = runs.load_model(run_dir / "last.keras")
+    steps_per_epoch = int(checkpoint.optimizer.iterations)
+    assert steps_per_epoch >= 200 // 32
+
+    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", save_epoch)
+    translation.main(["train", "--resume", "--run-dir", str(run_dir), "--verbose", "0"])
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
+    assert int(runs.load_model(run_dir / "last.keras").optimizer.iterations) == 2 * steps_per_epoch
