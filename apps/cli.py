@@ -37,9 +37,7 @@ def app_parser(app, description, defaults):
     add_data_arguments(train)
 
     def option(flag, help, **kwargs):
-        key = flag[2:].replace("-", "_")
-        default = f" (default: {defaults[key]})" if key in defaults else ""
-        train.add_argument(flag, help=help + default, **kwargs)
+        add_option(train, defaults, flag, help, **kwargs)
 
     option("--cell", "recurrent cell", choices=list(CELLS))
     option("--units", "units per recurrent layer", type=int)
@@ -70,6 +68,13 @@ def app_parser(app, description, defaults):
     export.add_argument("--export-dir", default=os.path.join("saved_models", app), help="(default: %(default)s)")
     export.add_argument("--version", type=int, help="version number (default: the next free one)")
     return parser, {"train": train, "evaluate": evaluate, "predict": predict, "export": export}
+
+
+def add_option(parser, defaults, flag, help, **kwargs):
+    """An option whose default is the app's (left out, it is None), shown in the help."""
+    key = flag[2:].replace("-", "_")
+    default = f" (default: {defaults[key]})" if key in defaults else ""
+    parser.add_argument(flag, help=help + default, **kwargs)
 
 
 def add_data_arguments(parser):

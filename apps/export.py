@@ -6,6 +6,7 @@ version. `run_savedmodel_in_subprocess` proves an export stands alone: it runs i
 a fresh Python that imports TensorFlow and nothing of this project.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -85,6 +86,24 @@ def run_savedmodel_in_subprocess(path, inputs):
             raise RuntimeError(f"the exported SavedModel failed to run on its own:\n{done.stderr[-3000:]}")
         with np.load(outputs_file) as outputs:
             return dict(outputs)
+
+
+def agreement_check(inputs, expected, atol=None, files=None):
+    """A `check` for `export_savedmodel`: run alone on `inputs`, the export must give
+    `expected` (output name -> array), exactly, or within `atol` (and rtol 1e-5).
+    `files` (name -> JSON-able data) are written beside saved_model.pb first."""
+
+    def check(path):
+        for name, data in (files or {}).items():
+            (Path(path) / name).write_text(json.dumps(data, indent=2) + "\n")
+        served = run_savedmodel_in_subprocess(path, inputs)
+        for name, value in expected.items():
+            agree = (np.array_equal(served[name], value) if atol is None
+                     else np.allclose(served[name], value, atol=atol, rtol=1e-5))
+            if not agree:
+                raise RuntimeError(f"the export disagrees with the Keras model on {name!r}: {served[name]} vs {value}")
+
+    return check
 
 
 def is_savedmodel(path):

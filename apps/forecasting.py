@@ -15,7 +15,6 @@ seasonal-naive and linear baselines under the same protocol.
 """
 
 import csv
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from keras import ops
 
 from apps import runs
 from apps.cli import UsageError, app_parser, run
-from apps.export import export_savedmodel, is_savedmodel, load_serving_signature, run_savedmodel_in_subprocess
+from apps.export import agreement_check, export_savedmodel, is_savedmodel, load_serving_signature
 from apps.plots import plot_error_by_horizon, plot_forecasts
 from layers import make_rnn
 
@@ -568,11 +567,7 @@ def export_command(args):
     sample = sample.astype("float32")
     expected = model.predict(sample, verbose=0)
 
-    def check(path):
-        (path / "seqapps.json").write_text(json.dumps(info, indent=2) + "\n")
-        served = run_savedmodel_in_subprocess(path, {"history": sample})
-        if not np.allclose(served["forecast"], expected, atol=1e-4, rtol=1e-5):
-            raise RuntimeError("the export disagrees with the Keras model")
+    check = agreement_check({"history": sample}, {"forecast": expected}, atol=1e-4, files={"seqapps.json": info})
 
     path = export_savedmodel(
         model, serve, [tf.TensorSpec([None, lookback, n_features], tf.float32, name="history")],

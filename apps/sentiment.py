@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from apps import runs
-from apps.cli import UsageError, app_parser, as_bytes, read_inputs, run
-from apps.export import export_savedmodel, is_savedmodel, load_serving_signature, run_savedmodel_in_subprocess
+from apps.cli import UsageError, add_option, app_parser, as_bytes, read_inputs, run
+from apps.export import agreement_check, export_savedmodel, is_savedmodel, load_serving_signature
 from apps.plots import plot_confusion_matrix
 from layers import GlobalMeanMaxPooling1D, make_rnn
 
@@ -313,13 +313,9 @@ def export_command(args):
         probability = tf.reshape(model(text, training=False), [-1])
         return {"probability": probability, "label": tf.where(probability >= 0.5, "positive", "negative")}
 
-    texts = as_bytes(EXPORT_CHECK_TEXTS)
+    texts = np.array(as_bytes(EXPORT_CHECK_TEXTS), dtype="S")
     expected = model.predict(tf.constant(texts), verbose=0).reshape(-1)
-
-    def check(path):
-        served = run_savedmodel_in_subprocess(path, {"text": np.array(texts, dtype="S")})
-        if not np.allclose(served["probability"], expected, atol=1e-5):
-            raise RuntimeError(f"the export disagrees with the Keras model: {served['probability']} vs {expected}")
+    check = agreement_check({"text": texts}, {"probability": expected}, atol=1e-5)
 
     path = export_savedmodel(
         model, serve, [tf.TensorSpec([None], tf.string, name="text")], args.export_dir, args.version, check=check
@@ -331,11 +327,9 @@ def export_command(args):
 def main(argv=None):
     parser, commands = app_parser("sentiment", __doc__, DEFAULTS)
     train = commands["train"]
-    train.add_argument("--vocab-size", type=int, help=f"vocabulary size (default: {DEFAULTS['vocab_size']})")
-    train.add_argument("--embedding-dim", type=int, help=f"embedding size (default: {DEFAULTS['embedding_dim']})")
-    train.add_argument(
-        "--sequence-length", type=int, help=f"tokens kept per review (default: {DEFAULTS['sequence_length']})"
-    )
+    add_option(train, DEFAULTS, "--vocab-size", "vocabulary size", type=int)
+    add_option(train, DEFAULTS, "--embedding-dim", "embedding size", type=int)
+    add_option(train, DEFAULTS, "--sequence-length", "tokens kept per review", type=int)
     return run(parser, {"train": train_command, "evaluate": evaluate_command, "predict": predict_command,
                  "export": export_command}, argv)
 

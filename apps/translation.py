@@ -31,8 +31,8 @@ import tensorflow as tf
 from keras import ops
 
 from apps import runs
-from apps.cli import UsageError, app_parser, as_bytes, read_inputs, run
-from apps.export import export_savedmodel, is_savedmodel, load_serving_signature, run_savedmodel_in_subprocess
+from apps.cli import UsageError, add_option, app_parser, as_bytes, read_inputs, run
+from apps.export import agreement_check, export_savedmodel, is_savedmodel, load_serving_signature
 from apps.plots import plot_attention
 from layers import ATTENTIONS, make_attention, make_rnn
 
@@ -629,15 +629,9 @@ def export_command(args):
     def serve(text):
         return {"translation": model.translate(text, beam_size=beam_size)}
 
-    texts = as_bytes(EXPORT_CHECK_TEXTS)
+    texts = np.array(as_bytes(EXPORT_CHECK_TEXTS), dtype="S")
     expected = model.translate(tf.constant(texts), beam_size=beam_size).numpy()
-
-    def check(path):
-        runs.save_json(path / "seqapps.json", info)
-        served = run_savedmodel_in_subprocess(path, {"text": np.array(texts, dtype="S")})
-        if list(served["translation"]) != list(expected):
-            raise RuntimeError(f"the export disagrees with the Keras model: {served['translation']} vs {expected}")
-
+    check = agreement_check({"text": texts}, {"translation": expected}, files={"seqapps.json": info})
     path = export_savedmodel(
         model, serve, [tf.TensorSpec([None], tf.string, name="text")], args.export_dir, args.version, check=check
     )
@@ -650,7 +644,7 @@ def main(argv=None):
     train = commands["train"]
 
     def option(flag, help, **kwargs):
-        train.add_argument(flag, help=f"{help} (default: {DEFAULTS[flag[2:].replace('-', '_')]})", **kwargs)
+        add_option(train, DEFAULTS, flag, help, **kwargs)
 
     option("--source", "source language, as in the pairs file names (eng, spa, fra, ...)")
     option("--target", "target language")

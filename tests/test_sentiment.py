@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps import runs, sentiment
+from apps import sentiment
 from apps.export import run_savedmodel_in_subprocess
 
 SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
@@ -137,22 +137,15 @@ def test_export_never_overwrites_a_version(run_dir, tmp_path, capsys):
     assert sorted(p.name for p in (exports / "3").rglob("*")) == before
 
 
-def test_resume_continues_an_interrupted_run(data_dir, tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_run(data_dir, tmp_path, interrupt_training):
     run_dir = tmp_path / "run"
-    save_epoch = runs.RunCheckpoint.on_epoch_end
-
-    def interrupt_after_first_epoch(self, epoch, logs=None):
-        save_epoch(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", interrupt_after_first_epoch)
     args = ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING, "--epochs", "2"]
     with pytest.raises(KeyboardInterrupt):
         sentiment.main(args)
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
     assert not (run_dir / "model.keras").exists()
 
-    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", save_epoch)
+    interrupt_training()  # lets training run again
     sentiment.main(["train", "--resume", "--run-dir", str(run_dir), "--verbose", "0"])
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2

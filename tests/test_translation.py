@@ -210,15 +210,8 @@ def test_every_cell_and_attention_builds_saves_and_decodes(cell, attention, tmp_
         assert list(loaded.translate(texts, beam_size=size).numpy()) == list(expected)
 
 
-def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, monkeypatch):
+def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, interrupt_training):
     run_dir = tmp_path / "run"
-    save_epoch = runs.RunCheckpoint.on_epoch_end
-
-    def interrupt_after_first_epoch(self, epoch, logs=None):
-        save_epoch(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         translation.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--limit", "200",
                           *TINY_TRAINING, "--epochs", "2"])
@@ -228,7 +221,7 @@ def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, monkeypa
     steps_per_epoch = int(checkpoint.optimizer.iterations)
     assert steps_per_epoch >= 200 // 32
 
-    monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", save_epoch)
+    interrupt_training()  # lets training run again
     translation.main(["train", "--resume", "--run-dir", str(run_dir), "--verbose", "0"])
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
