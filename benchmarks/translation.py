@@ -36,6 +36,34 @@ def savedmodel_speed(path, texts, batch_size=64):
     return len(texts) / (time.perf_counter() - started)
 
 
+def save_table(name, rows, metrics, run_dir, serving):
+    """Write the rows so far (after every row: a long benchmark cut short keeps what it measured)."""
+    columns = [
+        ("cell", "cell", "{}"),
+        ("attention", "attention", "{}"),
+        ("bleu_greedy", "BLEU greedy", "{:.2f}"),
+        ("bleu_beam", f"BLEU beam {metrics['beam_size']}", "{:.2f}"),
+        ("chrf_greedy", "chrF greedy", "{:.2f}"),
+        ("chrf_beam", f"chrF beam {metrics['beam_size']}", "{:.2f}"),
+        ("epochs", "epochs", "{}"),
+        ("best_epoch", "best epoch", "{}"),
+        ("train_minutes", "training min", "{:.1f}"),
+        ("keras_greedy_per_s", "Keras greedy sent/s", "{:.0f}"),
+        ("keras_beam_per_s", f"Keras beam {metrics['beam_size']} sent/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ]
+    if serving:
+        columns[-1:-1] = [("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
+                          ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}")]
+    config = json.loads((run_dir / "config.json").read_text())
+    settings = {k: v for k, v in config.items() if k not in ("cell", "attention", "data_dir")}
+    settings.update(test_sentences=metrics["sentences"], test_references=metrics["references"],
+                    bleu="sacrebleu corpus BLEU, all references of each source sentence"
+                         + (", case-insensitive" if metrics["lowercase"] else ""),
+                    decoding_batch=64)
+    save(name, rows, columns, settings)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="directory with spa-eng.zip (default: download)")
@@ -89,30 +117,7 @@ def main():
                if args.serving else {}),
             "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent.parent)),
         })
-    columns = [
-        ("cell", "cell", "{}"),
-        ("attention", "attention", "{}"),
-        ("bleu_greedy", "BLEU greedy", "{:.2f}"),
-        ("bleu_beam", f"BLEU beam {metrics['beam_size']}", "{:.2f}"),
-        ("chrf_greedy", "chrF greedy", "{:.2f}"),
-        ("chrf_beam", f"chrF beam {metrics['beam_size']}", "{:.2f}"),
-        ("epochs", "epochs", "{}"),
-        ("best_epoch", "best epoch", "{}"),
-        ("train_minutes", "training min", "{:.1f}"),
-        ("keras_greedy_per_s", "Keras greedy sent/s", "{:.0f}"),
-        ("keras_beam_per_s", f"Keras beam {metrics['beam_size']} sent/s", "{:.0f}"),
-        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
-    ]
-    if args.serving:
-        columns[-1:-1] = [("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
-                          ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}")]
-    config = json.loads((run_dir / "config.json").read_text())
-    settings = {k: v for k, v in config.items() if k not in ("cell", "attention", "data_dir")}
-    settings.update(test_sentences=metrics["sentences"], test_references=metrics["references"],
-                    bleu="sacrebleu corpus BLEU, all references of each source sentence"
-                         + (", case-insensitive" if metrics["lowercase"] else ""),
-                    decoding_batch=64)
-    save(args.name, rows, columns, settings)
+        save_table(args.name, rows, metrics, run_dir, args.serving)
 
 
 if __name__ == "__main__":
