@@ -59,6 +59,13 @@ def load_model(path):
     return keras.saving.load_model(path)
 
 
+def load_model_to_evaluate(path):
+    """The model at `path` (a .keras file or a run directory) and the directory
+    where `evaluate` writes beside it."""
+    path = Path(path)
+    return load_model(path), (path if path.is_dir() else path.parent)
+
+
 def prepare_run_dir(app, args, defaults):
     """The run directory for `train`: a new one, or with --resume the existing one.
 

@@ -257,9 +257,7 @@ def binary_metrics(labels, probabilities):
 
 
 def evaluate_command(args):
-    model_path = Path(args.run_dir or args.model)
-    model = runs.load_model(model_path)
-    out_dir = model_path if model_path.is_dir() else model_path.parent
+    model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config_path = out_dir / "config.json"
     config = runs.load_json(config_path) if config_path.exists() else {}
     texts, labels = load_imdb(args.data_dir or config.get("data_dir"), splits=("test",))["test"]

@@ -457,10 +457,8 @@ def dataset(model, sources, targets, batch_size, shuffle_seed=None):
     source_ids = model.source_ids(tf.constant(sources.astype(str)))
     target_ids = model.target_ids(tf.constant(targets.astype(str)))
 
-    def lengths(ids):
-        return tf.reduce_sum(tf.cast(ids != 0, tf.int32), 1)
-
-    ds = tf.data.Dataset.from_tensor_slices((source_ids, lengths(source_ids), target_ids, lengths(target_ids)))
+    source_lengths, target_lengths = (tf.reduce_sum(tf.cast(ids != 0, tf.int32), 1) for ids in (source_ids, target_ids))
+    ds = tf.data.Dataset.from_tensor_slices((source_ids, source_lengths, target_ids, target_lengths))
     ds = ds.map(lambda source, source_length, target, target_length: (source[:source_length], target[:target_length]))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(sources), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -469,7 +467,7 @@ def dataset(model, sources, targets, batch_size, shuffle_seed=None):
         BUCKETS, [batch_size] * (len(BUCKETS) + 1),
     )
     # Every bucket ends with one partial batch, whatever the order: the count is known, and Keras shows it.
-    longer = np.maximum(lengths(source_ids).numpy(), lengths(target_ids).numpy())
+    longer = np.maximum(source_lengths.numpy(), target_lengths.numpy())
     per_bucket = np.bincount(np.searchsorted(BUCKETS, longer, side="right"), minlength=len(BUCKETS) + 1)
     ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // batch_size)))))
     return ds.map(lambda source, target: ((source, target[:, :-1]), target[:, 1:])).prefetch(tf.data.AUTOTUNE)
@@ -535,9 +533,7 @@ def score(hypotheses, references, lowercase):
 
 
 def evaluate_command(args):
-    model_path = Path(args.run_dir or args.model)
-    model = runs.load_model(model_path)
-    out_dir = model_path if model_path.is_dir() else model_path.parent
+    model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config = {**model.config, "data_dir": args.data_dir or model.config.get("data_dir"), "limit": args.limit}
     sources, targets = split_data(config)["test"]
     sources, references = references_by_source(sources, targets)

@@ -48,11 +48,12 @@ class AppHyperModel(keras_tuner.HyperModel):
         super().__init__(name=self.app.__name__.split(".")[-1])
         self.data_dir, self.limit, self.seed = data_dir, limit, seed
         self.options = dict(options or {})
+        # What no trial changes: the app's defaults, the fixed options, the data.
+        self.fixed = {**self.app.DEFAULTS, **self.options, "seed": seed, "limit": limit, "data_dir": data_dir}
         self.load()
 
     def config(self, hp):
-        return {**self.app.DEFAULTS, **self.options, **self.space(hp), "seed": self.seed, "limit": self.limit,
-                "data_dir": self.data_dir}
+        return {**self.fixed, **self.space(hp)}
 
     def build(self, hp):
         keras.backend.clear_session()
@@ -73,8 +74,7 @@ class SentimentHyperModel(AppHyperModel):
     def load(self):
         texts, labels = sentiment.sample(*sentiment.load_imdb(self.data_dir, splits=("train",))["train"],
                                          self.limit, self.seed)
-        config = {**sentiment.DEFAULTS, **self.options}
-        self.train, self.validation = sentiment.split_validation(texts, labels, config["validation_fraction"],
+        self.train, self.validation = sentiment.split_validation(texts, labels, self.fixed["validation_fraction"],
                                                                  self.seed)
         self.vocabulary = sentiment.adapt_vocabulary(self.train[0], max(self.vocab_sizes))
 
@@ -99,7 +99,6 @@ class ForecastingHyperModel(AppHyperModel):
     objective = keras_tuner.Objective("val_loss", "min")
 
     def load(self):
-        self.fixed = {**forecasting.DEFAULTS, **self.options, "seed": self.seed, "limit": self.limit}
         self.series = forecasting.load_series(self.fixed, self.data_dir)
 
     def space(self, hp):
@@ -130,11 +129,9 @@ class TranslationHyperModel(AppHyperModel):
     objective = keras_tuner.Objective("val_loss", "min")
 
     def load(self):
-        config = {**translation.DEFAULTS, **self.options, "data_dir": self.data_dir, "limit": self.limit,
-                  "seed": self.seed}
-        data = translation.split_data(config)
+        data = translation.split_data(self.fixed)
         self.train, self.validation = data["train"], data["validation"]
-        self.vocabularies = translation.adapt_vocabularies(config, *self.train)
+        self.vocabularies = translation.adapt_vocabularies(self.fixed, *self.train)
 
     def space(self, hp):
         return {
