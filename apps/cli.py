@@ -125,9 +125,29 @@ def require_positive(parser, args, names):
 def run(parser, handlers, argv=None):
     """Parse `argv`, call the handler of the chosen command, print a UsageError as one line."""
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("limit", "epochs", "units", "layers", "batch_size", "version", "lookback",
-                                    "horizon", "stride", "segment", "season", "embedding_dim", "vocab_size",
-                                    "source_vocab_size", "target_vocab_size", "max_length", "beam_size"))
+    require_positive(
+        parser,
+        args,
+        (
+            "limit",
+            "epochs",
+            "units",
+            "layers",
+            "batch_size",
+            "version",
+            "lookback",
+            "horizon",
+            "stride",
+            "segment",
+            "season",
+            "embedding_dim",
+            "vocab_size",
+            "source_vocab_size",
+            "target_vocab_size",
+            "max_length",
+            "beam_size",
+        ),
+    )
     try:
         return handlers[args.command](args)
     except UsageError as e:

@@ -98,8 +98,11 @@ def agreement_check(inputs, expected, atol=None, files=None):
             (Path(path) / name).write_text(json.dumps(data, indent=2) + "\n")
         served = run_savedmodel_in_subprocess(path, inputs)
         for name, value in expected.items():
-            agree = (np.array_equal(served[name], value) if atol is None
-                     else np.allclose(served[name], value, atol=atol, rtol=1e-5))
+            agree = (
+                np.array_equal(served[name], value)
+                if atol is None
+                else np.allclose(served[name], value, atol=atol, rtol=1e-5)
+            )
             if not agree:
                 raise RuntimeError(f"the export disagrees with the Keras model on {name!r}: {served[name]} vs {value}")
 

@@ -58,11 +58,18 @@ DEFAULTS = {
 
 DATASETS = {
     # name: (file in --data-dir, download URL, date column, time format or None for ISO 8601)
-    "etth1": ("ETTh1.csv", "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv",
-              "date", None),
-    "jena": ("jena_climate_2009_2016.csv",
-             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/jena_climate_2009_2016.csv.zip",
-             "Date Time", "%d.%m.%Y %H:%M:%S"),
+    "etth1": (
+        "ETTh1.csv",
+        "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv",
+        "date",
+        None,
+    ),
+    "jena": (
+        "jena_climate_2009_2016.csv",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/jena_climate_2009_2016.csv.zip",
+        "Date Time",
+        "%d.%m.%Y %H:%M:%S",
+    ),
 }
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 
@@ -88,8 +95,10 @@ def parse_time(text, time_format, where):
     try:
         return datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"{where}: cannot read {text!r} as a time"
-                         + (f" in the format {time_format}" if time_format else " (expected ISO 8601)")) from None
+        raise UsageError(
+            f"{where}: cannot read {text!r} as a time"
+            + (f" in the format {time_format}" if time_format else " (expected ISO 8601)")
+        ) from None
 
 
 def read_header(path):
@@ -136,23 +145,27 @@ def select_columns(columns, wanted, what, path):
     names = [name.strip() for name in wanted.split(",")] if isinstance(wanted, str) else list(wanted)
     unknown = [name for name in names if name not in columns]
     if unknown:
-        raise UsageError(f"{path}: no column {', '.join(map(repr, unknown))} for {what}; "
-                         f"columns are: {', '.join(columns)}")
+        raise UsageError(
+            f"{path}: no column {', '.join(map(repr, unknown))} for {what}; columns are: {', '.join(columns)}"
+        )
     return names
 
 
 def check_times(times, drop_duplicates, path):
     """Keep rows in time order; refuse (or with drop_duplicates, drop) repeated times."""
-    steps = np.array([(b - a).total_seconds() for a, b in zip(times[:-1], times[1:])])
+    steps = np.array([(b - a).total_seconds() for a, b in zip(times[:-1], times[1:], strict=True)])
     backwards = np.flatnonzero(steps < 0)
     if backwards.size:
         i = backwards[0] + 1
-        raise UsageError(f"{path}: times go backwards at line {i + 2} ({times[i]} after {times[i - 1]}); "
-                         "sort the file by time")
+        raise UsageError(
+            f"{path}: times go backwards at line {i + 2} ({times[i]} after {times[i - 1]}); sort the file by time"
+        )
     repeated = np.flatnonzero(steps == 0) + 1
     if repeated.size and not drop_duplicates:
-        raise UsageError(f"{path}: {repeated.size} repeated time(s), first at line {repeated[0] + 2} "
-                         f"({times[repeated[0]]}); pass --drop-duplicates to keep the first row of each")
+        raise UsageError(
+            f"{path}: {repeated.size} repeated time(s), first at line {repeated[0] + 2} "
+            f"({times[repeated[0]]}); pass --drop-duplicates to keep the first row of each"
+        )
     return np.setdiff1d(np.arange(len(times)), repeated)
 
 
@@ -161,10 +174,11 @@ def fill_missing(values, columns, fill, path):
     if not missing.any():
         return values
     rows, cols = np.nonzero(missing)
-    where = ", ".join(f"line {r + 2} column {columns[c]!r}" for r, c in list(zip(rows, cols))[:3])
+    where = ", ".join(f"line {r + 2} column {columns[c]!r}" for r, c in list(zip(rows, cols, strict=True))[:3])
     if fill is None:
-        raise UsageError(f"{path}: {missing.sum()} missing value(s), first at {where}; "
-                         "pass --fill interpolate or --fill ffill")
+        raise UsageError(
+            f"{path}: {missing.sum()} missing value(s), first at {where}; pass --fill interpolate or --fill ffill"
+        )
     filled = values.copy()
     for c in range(values.shape[1]):
         known = np.flatnonzero(~missing[:, c])
@@ -205,13 +219,17 @@ def load_series(config, data_dir):
     bounds = split_bounds(len(values), dataset, config["lookback"])
     for split, (start, end) in bounds.items():
         if end - start < needed:
-            raise UsageError(f"{path}: the {split} split has {end - start} rows, fewer than lookback + horizon "
-                             f"= {needed}; use a longer series or a shorter --lookback/--horizon")
+            raise UsageError(
+                f"{path}: the {split} split has {end - start} rows, fewer than lookback + horizon "
+                f"= {needed}; use a longer series or a shorter --lookback/--horizon"
+            )
     train = values[slice(*bounds["train"])]
-    constant = [name for name, std in zip(features, train.std(axis=0)) if std == 0]
+    constant = [name for name, std in zip(features, train.std(axis=0), strict=True) if std == 0]
     if constant:
-        raise UsageError(f"{path}: column(s) {', '.join(map(repr, constant))} are constant in the training split; "
-                         "leave them out of --features")
+        raise UsageError(
+            f"{path}: column(s) {', '.join(map(repr, constant))} are constant in the training split; "
+            "leave them out of --features"
+        )
     return {
         "path": path,
         "date_column": date_column or read_header(path)[0],
@@ -279,8 +297,21 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     `"autoregressive"` decodes a segment at a time, feeding each back in.
     """
 
-    def __init__(self, lookback, horizon, segment, target_index, cell, units, layers, dropout, recurrent_dropout,
-                 decoder="direct", seed=None, **kwargs):
+    def __init__(
+        self,
+        lookback,
+        horizon,
+        segment,
+        target_index,
+        cell,
+        units,
+        layers,
+        dropout,
+        recurrent_dropout,
+        decoder="direct",
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if lookback % segment or horizon % segment:
             raise ValueError(f"--segment {segment} must divide --lookback {lookback} and --horizon {horizon}")
@@ -291,17 +322,25 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         self.decoder, self.seed = decoder, seed
         self.embed = keras.layers.Dense(units, activation="relu", name="segment_embedding")
         self.encoder = [
-            make_rnn(cell, units, return_sequences=i < layers - 1, return_state=i == layers - 1,
-                     dropout=dropout if i else 0.0, recurrent_dropout=recurrent_dropout, seed=None if seed is None
-                     else seed + i, name=f"encoder_{i}")
+            make_rnn(
+                cell,
+                units,
+                return_sequences=i < layers - 1,
+                return_state=i == layers - 1,
+                dropout=dropout if i else 0.0,
+                recurrent_dropout=recurrent_dropout,
+                seed=None if seed is None else seed + i,
+                name=f"encoder_{i}",
+            )
             for i in range(layers)
         ]
         self.head_dropout = keras.layers.Dropout(dropout, seed=seed)
         if decoder == "direct":
             self.head = keras.layers.Dense(horizon, name="head")
         elif decoder == "autoregressive":
-            self.decoder_rnn = make_rnn(cell, units, return_state=True, recurrent_dropout=recurrent_dropout,
-                                        seed=seed, name="decoder")
+            self.decoder_rnn = make_rnn(
+                cell, units, return_state=True, recurrent_dropout=recurrent_dropout, seed=seed, name="decoder"
+            )
             self.head = keras.layers.Dense(segment, name="head")
         else:
             raise ValueError(f"Unknown decoder {decoder!r}; valid: direct, autoregressive.")
@@ -332,8 +371,7 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         else:
             pieces, segment = [], segments[:, -1, :]
             for _ in range(self.horizon // self.segment):
-                h, *states = self.decoder_rnn(self.embed(segment)[:, None, :], initial_state=states,
-                                              training=training)
+                h, *states = self.decoder_rnn(self.embed(segment)[:, None, :], initial_state=states, training=training)
                 segment = self.head(self.head_dropout(h, training=training))
                 pieces.append(segment)
             y = ops.concatenate(pieces, axis=-1)
@@ -346,9 +384,16 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "lookback": self.lookback, "horizon": self.horizon, "segment": self.segment,
-            "target_index": self.target_index, "cell": self.cell, "units": self.units, "layers": self.layers,
-            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "decoder": self.decoder,
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "segment": self.segment,
+            "target_index": self.target_index,
+            "cell": self.cell,
+            "units": self.units,
+            "layers": self.layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "decoder": self.decoder,
             "seed": self.seed,
         }
 
@@ -376,8 +421,17 @@ def build_model(config, series):
     history = keras.Input((config["lookback"], len(series["features"])), name="history")
     x = keras.layers.Normalization(mean=mean, variance=var, name="standardize")(history)
     x = SegmentRecurrentForecaster(
-        config["lookback"], config["horizon"], config["segment"], index, config["cell"], config["units"],
-        config["layers"], config["dropout"], config["recurrent_dropout"], config["decoder"], config["seed"],
+        config["lookback"],
+        config["horizon"],
+        config["segment"],
+        index,
+        config["cell"],
+        config["units"],
+        config["layers"],
+        config["dropout"],
+        config["recurrent_dropout"],
+        config["decoder"],
+        config["seed"],
         name="forecaster",
     )(x)
     forecast = keras.layers.Normalization(mean=mean[index], variance=var[index], invert=True, name="forecast")(x)
@@ -434,8 +488,10 @@ def train_command(args):
     series = load_series(config, config["data_dir"])
     runs.save_json(run_dir / "series.json", series_summary(series))
     train_data = dataset(series, "train", config, shuffle_seed=config["seed"])
-    print(f"{len(series['values']):,} rows of {len(series['features'])} variables from {series['path']}; "
-          f"forecasting {', '.join(series['targets'])}; run directory {run_dir}")
+    print(
+        f"{len(series['values']):,} rows of {len(series['features'])} variables from {series['path']}; "
+        f"forecasting {', '.join(series['targets'])}; run directory {run_dir}"
+    )
     runs.train(
         build_model(config, series),
         train_data,
@@ -457,7 +513,9 @@ def series_summary(series):
         "time_format": series["time_format"],
         "features": series["features"],
         "targets": series["targets"],
-        "time_step_seconds": float(np.median([(b - a).total_seconds() for a, b in zip(times[:-1], times[1:])])),
+        "time_step_seconds": float(
+            np.median([(b - a).total_seconds() for a, b in zip(times[:-1], times[1:], strict=True)])
+        ),
         "mean": series["mean"].tolist(),
         "std": series["std"].tolist(),
     }
@@ -471,10 +529,15 @@ def forecast_errors(predicted, actual, std):
         "mse": float(np.mean(scaled**2)),
         "mae": float(np.mean(np.abs(scaled))),
         "mae_raw": float(np.mean(np.abs(error))),
-        "per_target": {"mse": np.mean(scaled**2, axis=(0, 1)).tolist(), "mae": np.mean(np.abs(scaled), axis=(0, 1))
-                       .tolist(), "mae_raw": np.mean(np.abs(error), axis=(0, 1)).tolist()},
-        "per_step": {"mse": np.mean(scaled**2, axis=(0, 2)).tolist(), "mae": np.mean(np.abs(scaled), axis=(0, 2))
-                     .tolist()},
+        "per_target": {
+            "mse": np.mean(scaled**2, axis=(0, 1)).tolist(),
+            "mae": np.mean(np.abs(scaled), axis=(0, 1)).tolist(),
+            "mae_raw": np.mean(np.abs(error), axis=(0, 1)).tolist(),
+        },
+        "per_step": {
+            "mse": np.mean(scaled**2, axis=(0, 2)).tolist(),
+            "mae": np.mean(np.abs(scaled), axis=(0, 2)).tolist(),
+        },
     }
 
 
@@ -503,8 +566,9 @@ def evaluate_command(args):
     }
     runs.save_json(run_dir / "metrics.json", metrics)
     plot_forecasts(history[:, :, index], actual, forecasts, series["targets"], run_dir / "forecasts.png")
-    plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in forecasts},
-                          run_dir / "error_by_horizon.png")
+    plot_error_by_horizon(
+        {name: metrics[name]["per_step"]["mse"] for name in forecasts}, run_dir / "error_by_horizon.png"
+    )
     print(f"\nTest windows: {len(history):,}; horizon {horizon}; targets {', '.join(series['targets'])}")
     print(f"{'':16}{'MSE':>8}{'MAE':>8}{'raw MAE':>10}   (MSE and MAE on the standardised scale)")
     for name in forecasts:
@@ -563,15 +627,19 @@ def export_command(args):
         return {"forecast": model(history, training=False)}
 
     rng = np.random.default_rng(0)
-    sample = (np.array(info["mean"]) + np.array(info["std"]) * rng.normal(size=(4, lookback, n_features)))
+    sample = np.array(info["mean"]) + np.array(info["std"]) * rng.normal(size=(4, lookback, n_features))
     sample = sample.astype("float32")
     expected = model.predict(sample, verbose=0)
 
     check = agreement_check({"history": sample}, {"forecast": expected}, atol=1e-4, files={"seqapps.json": info})
 
     path = export_savedmodel(
-        model, serve, [tf.TensorSpec([None, lookback, n_features], tf.float32, name="history")],
-        args.export_dir, args.version, check=check,
+        model,
+        serve,
+        [tf.TensorSpec([None, lookback, n_features], tf.float32, name="history")],
+        args.export_dir,
+        args.version,
+        check=check,
     )
     print(f"Exported {path} (checked in a TensorFlow-only process)")
     return path
@@ -585,17 +653,27 @@ def main(argv=None):
     train.add_argument("--features", help="comma-separated input columns (default: all but the time)")
     train.add_argument("--targets", help="comma-separated columns to forecast (default: all features)")
     train.add_argument("--fill", choices=["interpolate", "ffill"], help="fill missing values (default: refuse)")
-    train.add_argument("--drop-duplicates", action="store_true", default=None,
-                       help="keep the first of rows with the same time (default: refuse)")
-    for flag, what in (("--lookback", "steps of history"), ("--horizon", "steps to forecast"),
-                       ("--stride", "steps between training windows"),
-                       ("--segment", "steps per segment the recurrent encoder reads"),
-                       ("--season", "season length of the seasonal-naive baseline")):
+    train.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        default=None,
+        help="keep the first of rows with the same time (default: refuse)",
+    )
+    for flag, what in (
+        ("--lookback", "steps of history"),
+        ("--horizon", "steps to forecast"),
+        ("--stride", "steps between training windows"),
+        ("--segment", "steps per segment the recurrent encoder reads"),
+        ("--season", "season length of the seasonal-naive baseline"),
+    ):
         train.add_argument(flag, type=int, help=f"{what} (default: {DEFAULTS[flag[2:]]})")
     train.add_argument("--decoder", choices=["direct", "autoregressive"], help="(default: direct)")
     commands["predict"].add_argument("--output", help="write the forecast CSV here instead of printing it")
-    return run(parser, {"train": train_command, "evaluate": evaluate_command, "predict": predict_command,
-                        "export": export_command}, argv)
+    return run(
+        parser,
+        {"train": train_command, "evaluate": evaluate_command, "predict": predict_command, "export": export_command},
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def save_figure(fig, path, dpi=100):
@@ -21,7 +21,7 @@ def plot_history(history, path):
     if not metrics:
         return
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         epochs = np.arange(1, len(history[metric]) + 1)
         ax.plot(epochs, history[metric], "o-", label="training")
         if f"val_{metric}" in history:
@@ -67,8 +67,7 @@ def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
             ax.plot(past, history[window, :, row], color="gray", lw=1, label="history")
             ax.plot(future, actual[window, :, row], color="black", lw=1.5, label="actual")
             for k, (name, forecast) in enumerate(forecasts.items()):
-                ax.plot(future, forecast[window, :, row], lw=2 if k == 0 else 1, ls="-" if k == 0 else "--",
-                        label=name)
+                ax.plot(future, forecast[window, :, row], lw=2 if k == 0 else 1, ls="-" if k == 0 else "--", label=name)
             ax.set_title(f"{targets[row]}, test window {window}")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small")
@@ -92,10 +91,13 @@ def plot_trial_scores(rows, objective, path):
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 4))
     cells = sorted({row["hyperparameters"].get("cell", "-") for row in rows})
     for cell in cells:
-        done = [(i, row["score"]) for i, row in enumerate(rows)
-                if row["hyperparameters"].get("cell", "-") == cell and row["score"] is not None]
+        done = [
+            (i, row["score"])
+            for i, row in enumerate(rows)
+            if row["hyperparameters"].get("cell", "-") == cell and row["score"] is not None
+        ]
         if done:
-            ax.scatter(*zip(*done), label=cell, s=40)
+            ax.scatter(*zip(*done, strict=True), label=cell, s=40)
     failed = [i for i, row in enumerate(rows) if row["score"] is None]
     if failed:
         ax.scatter(failed, [ax.get_ylim()[0]] * len(failed), marker="x", color="red", label="failed")

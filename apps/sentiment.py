@@ -48,10 +48,7 @@ LABELS = np.array(["negative", "positive"])
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb_v1_labeled.tar.gz")
-IMDB_LAYOUT = (
-    "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a directory or inside "
-    + " or ".join(IMDB_ARCHIVES)
-)
+IMDB_LAYOUT = "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a directory or inside " + " or ".join(IMDB_ARCHIVES)
 REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
@@ -103,8 +100,10 @@ def load_imdb(data_dir=None, splits=("train", "test")):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise UsageError(f"{source}: review {name} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                             "replace it with the file from the official archive") from None
+            raise UsageError(
+                f"{source}: review {name} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                "replace it with the file from the official archive"
+            ) from None
         reviews[match[1]].append((int(match[2] == "pos"), int(match[3]), text))
         count += 1
         if count % 1000 == 0:
@@ -287,7 +286,7 @@ def predict_texts(model_path, texts):
 def predict_command(args):
     texts = read_inputs(args)
     probabilities, labels = predict_texts(args.model, texts)
-    for text, probability, label in zip(texts, probabilities, labels):
+    for text, probability, label in zip(texts, probabilities, labels, strict=True):
         preview = text if len(text) <= 60 else text[:57] + "..."
         print(f"{probability:.4f}\t{label}\t{preview!r}")
 
@@ -328,8 +327,11 @@ def main(argv=None):
     add_option(train, DEFAULTS, "--vocab-size", "vocabulary size", type=int)
     add_option(train, DEFAULTS, "--embedding-dim", "embedding size", type=int)
     add_option(train, DEFAULTS, "--sequence-length", "tokens kept per review", type=int)
-    return run(parser, {"train": train_command, "evaluate": evaluate_command, "predict": predict_command,
-                 "export": export_command}, argv)
+    return run(
+        parser,
+        {"train": train_command, "evaluate": evaluate_command, "predict": predict_command, "export": export_command},
+        argv,
+    )
 
 
 if __name__ == "__main__":

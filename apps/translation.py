@@ -73,8 +73,10 @@ def find_pairs_file(data_dir, language):
     `<language>-eng.zip` or `<language>.txt` inside it; downloads spa-eng.zip without it."""
     if data_dir is None:
         if language != "spa":
-            raise UsageError(f"no download for {language}-eng: get {language}-eng.zip from manythings.org/anki "
-                             "and pass its directory with --data-dir")
+            raise UsageError(
+                f"no download for {language}-eng: get {language}-eng.zip from manythings.org/anki "
+                "and pass its directory with --data-dir"
+            )
         return Path(keras.utils.get_file("spa-eng.zip", origin=SPA_ENG_URL))  # cached in ~/.keras/datasets
     path = Path(data_dir)
     if path.is_file():
@@ -83,8 +85,10 @@ def find_pairs_file(data_dir, language):
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise UsageError(f"no {language}-eng sentence pairs in {path}: expected one of "
-                     + ", ".join(c.name if c.parent == path else str(c.relative_to(path)) for c in candidates))
+    raise UsageError(
+        f"no {language}-eng sentence pairs in {path}: expected one of "
+        + ", ".join(c.name if c.parent == path else str(c.relative_to(path)) for c in candidates)
+    )
 
 
 def read_pairs_text(path, language):
@@ -94,8 +98,9 @@ def read_pairs_text(path, language):
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if Path(n).name == f"{language}.txt"]
             if not names:
-                raise UsageError(f"{path} holds no {language}.txt; is it the {language}-eng file from "
-                                 "manythings.org/anki?")
+                raise UsageError(
+                    f"{path} holds no {language}.txt; is it the {language}-eng file from manythings.org/anki?"
+                )
             return archive.read(names[0]).decode("utf-8", errors="replace")
     except (zipfile.BadZipFile, OSError) as e:
         raise UsageError(f"cannot read {path}: {e}; the archive is damaged, download it again") from None
@@ -122,13 +127,17 @@ def load_translation_pairs(config):
     """(sources, targets) in the direction `config` asks for, malformed lines reported."""
     source, target = config["source"], config["target"]
     if "eng" not in (source, target) or source == target:
-        raise UsageError(f"--source {source} --target {target}: the pairs files hold English and one other "
-                         "language, so one side must be eng and the other differ")
+        raise UsageError(
+            f"--source {source} --target {target}: the pairs files hold English and one other "
+            "language, so one side must be eng and the other differ"
+        )
     language = target if source == "eng" else source
     english, other, malformed = load_pairs(config["data_dir"], language)
     if malformed:
-        print(f"Skipped {len(malformed)} malformed lines (no tab or an empty side), e.g. line {malformed[0]}.",
-              file=sys.stderr)
+        print(
+            f"Skipped {len(malformed)} malformed lines (no tab or an empty side), e.g. line {malformed[0]}.",
+            file=sys.stderr,
+        )
     return (english, other) if source == "eng" else (other, english)
 
 
@@ -154,7 +163,7 @@ def split_pairs(sources, targets, validation_fraction, test_fraction, seed):
     groups = groups[np.random.default_rng(seed).permutation(len(groups))]
     n_test = int(round(len(groups) * test_fraction))
     n_val = int(round(len(groups) * validation_fraction))
-    split_of = dict.fromkeys(groups[:n_test], 2) | dict.fromkeys(groups[n_test:n_test + n_val], 1)
+    split_of = dict.fromkeys(groups[:n_test], 2) | dict.fromkeys(groups[n_test : n_test + n_val], 1)
     assigned = np.array([split_of.get(r, 0) for r in roots])
     return tuple(np.flatnonzero(assigned == k) for k in range(3))
 
@@ -171,10 +180,22 @@ def sample(indices, limit, seed):
 # Core TensorFlow has no Unicode normalisation op, so the model composes decomposed
 # Latin letters itself (NFC for the scripts of the anki pairs: "e" + U+0301 -> "é")
 # and folds the compatibility characters these corpora contain.
-_COMPOSED = {unicodedata.normalize("NFD", chr(c)): chr(c) for c in range(0xC0, 0x250)
-             if len(unicodedata.normalize("NFD", chr(c))) == 2}
-_FOLDED = {"\u00a0": " ", "\u200b": "", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-           "\u2026": "...", "\u2014": " - ", "\u2013": " - "}
+_COMPOSED = {
+    unicodedata.normalize("NFD", chr(c)): chr(c)
+    for c in range(0xC0, 0x250)
+    if len(unicodedata.normalize("NFD", chr(c))) == 2
+}
+_FOLDED = {
+    "\u00a0": " ",
+    "\u200b": "",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2026": "...",
+    "\u2014": " - ",
+    "\u2013": " - ",
+}
 
 
 def normalize_text(text, lowercase=True):
@@ -263,17 +284,31 @@ class Translator(keras.Model):
         self.target_embedding = keras.layers.Embedding(len(self.target_vocabulary) + 2, c["embedding_dim"])
         self.dropout = keras.layers.Dropout(c["dropout"], seed=c["seed"])
         self.encoder = [
-            make_rnn(c["cell"], c["units"], return_sequences=True, return_state=i == c["layers"] - 1,
-                     bidirectional=c["bidirectional"], dropout=c["dropout"] if i else 0.0,
-                     recurrent_dropout=c["recurrent_dropout"], seed=c["seed"] + i, name=f"encoder_{i}")
+            make_rnn(
+                c["cell"],
+                c["units"],
+                return_sequences=True,
+                return_state=i == c["layers"] - 1,
+                bidirectional=c["bidirectional"],
+                dropout=c["dropout"] if i else 0.0,
+                recurrent_dropout=c["recurrent_dropout"],
+                seed=c["seed"] + i,
+                name=f"encoder_{i}",
+            )
             for i in range(c["layers"])
         ]
         # The decoder is as wide as the encoder outputs: it starts from the encoder's
         # final states (both directions side by side), and `dot` attention needs it.
         self.decoder_units = c["units"] * (2 if c["bidirectional"] else 1)
-        self.decoder = make_rnn(c["cell"], self.decoder_units, return_sequences=True, return_state=True,
-                                recurrent_dropout=c["recurrent_dropout"], seed=c["seed"] + c["layers"],
-                                name="decoder")
+        self.decoder = make_rnn(
+            c["cell"],
+            self.decoder_units,
+            return_sequences=True,
+            return_state=True,
+            recurrent_dropout=c["recurrent_dropout"],
+            seed=c["seed"] + c["layers"],
+            name="decoder",
+        )
         self.attention = make_attention(c["attention"], self.decoder_units)
         # Luong et al.'s attentional state: tanh(W [decoder output; context]).
         self.attention_combine = keras.layers.Dense(self.decoder_units, activation="tanh", use_bias=False)
@@ -294,8 +329,12 @@ class Translator(keras.Model):
         self.built = True
 
     def get_config(self):
-        return {"config": self.config, "source_vocabulary": self.source_vocabulary,
-                "target_vocabulary": self.target_vocabulary, "name": self.name}
+        return {
+            "config": self.config,
+            "source_vocabulary": self.source_vocabulary,
+            "target_vocabulary": self.target_vocabulary,
+            "name": self.name,
+        }
 
     # Text <-> ids. Sources end with [END], so even an empty sentence has a word.
 
@@ -328,7 +367,7 @@ class Translator(keras.Model):
         outputs, *states = x
         if self.config["bidirectional"]:  # forward and backward final states side by side
             half = len(states) // 2
-            states = [ops.concatenate([f, b], -1) for f, b in zip(states[:half], states[half:])]
+            states = [ops.concatenate([f, b], -1) for f, b in zip(states[:half], states[half:], strict=True)]
         return outputs, mask, states
 
     def attend(self, decoded, encoded, source_mask, training=False):
@@ -364,9 +403,14 @@ class Translator(keras.Model):
         _, _, _, _, ids, attention = tf.while_loop(
             lambda t, words, states, done, *_: (t < max_length) & ~tf.reduce_all(done),
             step,
-            (0, tf.fill([batch], self.start_id), states, tf.zeros([batch], bool),
-             tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
-             tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, None])),
+            (
+                0,
+                tf.fill([batch], self.start_id),
+                states,
+                tf.zeros([batch], bool),
+                tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
+                tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, None]),
+            ),
         )
         return tf.transpose(ids.stack(), (1, 0)), tf.transpose(attention.stack(), (1, 0, 2))
 
@@ -398,8 +442,9 @@ class Translator(keras.Model):
             def follow(x):  # reorder per-sentence beams after the winners
                 return tf.gather(x, beam, batch_dims=1)
 
-            states = [tf.reshape(follow(tf.reshape(s, [batch, k, s.shape[-1]])), [batch * k, s.shape[-1]])
-                      for s in states]
+            states = [
+                tf.reshape(follow(tf.reshape(s, [batch, k, s.shape[-1]])), [batch * k, s.shape[-1]]) for s in states
+            ]
             done, lengths, ids, attention = follow(done), follow(lengths), follow(ids), follow(attention)
             at_t = tf.one_hot(t, max_length)
             ids += tf.cast(at_t, tf.int32)[None, None] * words[..., None]
@@ -411,9 +456,16 @@ class Translator(keras.Model):
         _, _, _, scores, _, lengths, ids, attention = tf.while_loop(
             lambda t, words, states, scores, done, *_: (t < max_length) & ~tf.reduce_all(done),
             step,
-            (0, tf.fill([batch * k], self.start_id), states, scores, tf.zeros([batch, k], bool),
-             tf.zeros([batch, k], tf.int32), tf.zeros([batch, k, max_length], tf.int32),
-             tf.zeros([batch, k, max_length, source_steps])),
+            (
+                0,
+                tf.fill([batch * k], self.start_id),
+                states,
+                scores,
+                tf.zeros([batch, k], bool),
+                tf.zeros([batch, k], tf.int32),
+                tf.zeros([batch, k, max_length], tf.int32),
+                tf.zeros([batch, k, max_length, source_steps]),
+            ),
         )
         penalty = ((5.0 + tf.cast(lengths, tf.float32)) / 6.0) ** length_penalty
         best = tf.argmax(scores / penalty, -1, output_type=tf.int32)[:, None]
@@ -437,8 +489,11 @@ class Translator(keras.Model):
 
 def build_model(config, source_vocabulary, target_vocabulary):
     model = Translator(config, source_vocabulary, target_vocabulary)
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=5.0), loss=masked_loss,
-                  metrics=[masked_accuracy])
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=5.0),
+        loss=masked_loss,
+        metrics=[masked_accuracy],
+    )
     return model
 
 
@@ -464,7 +519,8 @@ def dataset(model, sources, targets, batch_size, shuffle_seed=None):
         ds = ds.shuffle(len(sources), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.bucket_by_sequence_length(
         lambda source, target: tf.maximum(tf.shape(source)[0], tf.shape(target)[0]),
-        BUCKETS, [batch_size] * (len(BUCKETS) + 1),
+        BUCKETS,
+        [batch_size] * (len(BUCKETS) + 1),
     )
     # Every bucket ends with one partial batch, whatever the order: the count is known, and Keras shows it.
     longer = np.maximum(source_lengths.numpy(), target_lengths.numpy())
@@ -477,9 +533,12 @@ def split_data(config):
     """{split: (sources, targets)} for train, validation and test, --limit applied."""
     sources, targets = load_translation_pairs(config)
     splits = split_pairs(sources, targets, config["validation_fraction"], config["test_fraction"], config["seed"])
-    return {name: (sources[idx], targets[idx])
-            for name, idx in zip(("train", "validation", "test"), (sample(i, config["limit"], config["seed"])
-                                                                   for i in splits))}
+    return {
+        name: (sources[idx], targets[idx])
+        for name, idx in zip(
+            ("train", "validation", "test"), (sample(i, config["limit"], config["seed"]) for i in splits), strict=True
+        )
+    }
 
 
 # -- commands ---------------------------------------------------------------------
@@ -509,7 +568,7 @@ def translate_all(translate, texts, batch_size=64, label="sentence"):
     progress = keras.utils.Progbar(len(texts), unit_name=label)
     results, started = [], time.perf_counter()
     for i in range(0, len(texts), batch_size):
-        batch = texts[i:i + batch_size]
+        batch = texts[i : i + batch_size]
         results.extend(t.decode("utf-8") for t in translate(tf.constant(batch)).numpy())
         progress.add(len(batch))
     return results, time.perf_counter() - started
@@ -518,7 +577,7 @@ def translate_all(translate, texts, batch_size=64, label="sentence"):
 def references_by_source(sources, targets):
     """Unique source sentences, in order, and every translation of each."""
     refs = {}
-    for source, target in zip(sources, targets):
+    for source, target in zip(sources, targets, strict=True):
         refs.setdefault(source, []).append(target)
     return list(refs), list(refs.values())
 
@@ -538,20 +597,30 @@ def evaluate_command(args):
     sources, targets = split_data(config)["test"]
     sources, references = references_by_source(sources, targets)
     beam_size = args.beam_size or config["beam_size"]
-    metrics = {"sentences": len(sources), "references": int(sum(map(len, references))),
-               "lowercase": config["lowercase"], "beam_size": beam_size}
+    metrics = {
+        "sentences": len(sources),
+        "references": int(sum(map(len, references))),
+        "lowercase": config["lowercase"],
+        "beam_size": beam_size,
+    }
     outputs = {}
     for name, size in (("greedy", 1), (f"beam{beam_size}", beam_size)):
         print(f"Translating {len(sources):,} test sentences, {name}:")
         outputs[name], seconds = translate_all(lambda t, size=size: model.translate(t, beam_size=size), sources)
-        metrics[name] = {**score(outputs[name], references, config["lowercase"]),
-                         "sentences_per_second": len(sources) / seconds}
-        print(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}, "
-              f"{metrics[name]['sentences_per_second']:.1f} sentences/s")
+        metrics[name] = {
+            **score(outputs[name], references, config["lowercase"]),
+            "sentences_per_second": len(sources) / seconds,
+        }
+        print(
+            f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}, "
+            f"{metrics[name]['sentences_per_second']:.1f} sentences/s"
+        )
     runs.save_json(out_dir / "metrics.json", metrics)
     lines = ["\t".join(["source", "references", *outputs])]
-    lines += ["\t".join([s, " | ".join(r), *(outputs[n][i] for n in outputs)])
-              for i, (s, r) in enumerate(zip(sources, references))]
+    lines += [
+        "\t".join([s, " | ".join(r), *(outputs[n][i] for n in outputs)])
+        for i, (s, r) in enumerate(zip(sources, references, strict=True))
+    ]
     runs.atomic_write(out_dir / "translations.tsv", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'translations.tsv'}")
     return metrics
@@ -560,8 +629,10 @@ def evaluate_command(args):
 def warn_if_truncated(texts, max_length, lowercase):
     lengths = tf.strings.split(normalize_text(tf.constant(as_bytes(texts)), lowercase)).row_lengths().numpy()
     for i in np.flatnonzero(lengths > max_length - 1):
-        print(f"warning: input {i + 1} has {lengths[i]} words; only the first {max_length - 1} are translated",
-              file=sys.stderr)
+        print(
+            f"warning: input {i + 1} has {lengths[i]} words; only the first {max_length - 1} are translated",
+            file=sys.stderr,
+        )
 
 
 def predict_command(args):
@@ -569,8 +640,9 @@ def predict_command(args):
     model_path = Path(args.model)
     if is_savedmodel(model_path):
         if args.attention_plot:
-            raise UsageError("--attention-plot needs a .keras model or run directory; a SavedModel returns "
-                             "translations only")
+            raise UsageError(
+                "--attention-plot needs a .keras model or run directory; a SavedModel returns translations only"
+            )
         info = runs.load_json(model_path / "seqapps.json")
         warn_if_truncated(texts, info["max_length"], info["lowercase"])
         translations = load_serving_signature(model_path)(text=tf.constant(as_bytes(texts)))["translation"]
@@ -580,7 +652,8 @@ def predict_command(args):
         warn_if_truncated(texts, model.config["max_length"], model.config["lowercase"])
         beam_size = args.beam_size or model.config["beam_size"]
         translations, source_words, target_words, attention = model.translate(
-            tf.constant(as_bytes(texts)), beam_size=beam_size, return_attention=True)
+            tf.constant(as_bytes(texts)), beam_size=beam_size, return_attention=True
+        )
         translations = [t.decode("utf-8") for t in translations.numpy()]
         if args.attention_plot:
             for i, path in enumerate(attention_plot_paths(args.attention_plot, len(texts))):
@@ -654,10 +727,14 @@ def main(argv=None):
     option("--length-penalty", "beam search length normalisation exponent", type=float)
     for command in ("evaluate", "predict", "export"):
         commands[command].add_argument("--beam-size", type=int, help="beam size; 1 is greedy (default: the run's)")
-    commands["predict"].add_argument("--attention-plot", metavar="PNG",
-                                     help="save the attention weights (source x target words) as a heatmap")
-    return run(parser, {"train": train_command, "evaluate": evaluate_command, "predict": predict_command,
-                        "export": export_command}, argv)
+    commands["predict"].add_argument(
+        "--attention-plot", metavar="PNG", help="save the attention weights (source x target words) as a heatmap"
+    )
+    return run(
+        parser,
+        {"train": train_command, "evaluate": evaluate_command, "predict": predict_command, "export": export_command},
+        argv,
+    )
 
 
 if __name__ == "__main__":

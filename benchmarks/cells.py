@@ -110,8 +110,8 @@ def main():
     for round_ in range(args.repeats):
         print(f"round {round_ + 1}/{args.repeats}", flush=True)
         for name, model in models.items():
-            train[name].append(throughput(lambda: model.train_on_batch(x, y), args.batch, args.steps))
-            infer[name].append(throughput(lambda: model.predict_on_batch(x), args.batch, args.steps))
+            train[name].append(throughput(lambda model=model: model.train_on_batch(x, y), args.batch, args.steps))
+            infer[name].append(throughput(lambda model=model: model.predict_on_batch(x), args.batch, args.steps))
 
     rows = []
     for name in models:
@@ -137,8 +137,15 @@ def main():
         ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
         ("reference", "built-in", "{}"),
     ]
-    settings = {"batch": args.batch, "length": args.length, "vocab": VOCAB, "embed": EMBED, "units": UNITS,
-                "repeats": args.repeats, "steps": args.steps}
+    settings = {
+        "batch": args.batch,
+        "length": args.length,
+        "vocab": VOCAB,
+        "embed": EMBED,
+        "units": UNITS,
+        "repeats": args.repeats,
+        "steps": args.steps,
+    }
     save("cells", rows, columns, settings)
 
 

@@ -40,13 +40,34 @@ def main():
     for cell in args.cells:
         for horizon in args.horizons:
             run_dir = RESULTS_DIR / "runs" / f"{args.name}-{cell}-{horizon}-{time.strftime('%Y%m%d-%H%M%S')}"
-            seconds, peak = run_measured([*app, "train", *data, "--cell", cell, "--horizon", str(horizon),
-                                          "--run-dir", str(run_dir), "--verbose", "2", *args.train_options])
+            seconds, peak = run_measured(
+                [
+                    *app,
+                    "train",
+                    *data,
+                    "--cell",
+                    cell,
+                    "--horizon",
+                    str(horizon),
+                    "--run-dir",
+                    str(run_dir),
+                    "--verbose",
+                    "2",
+                    *args.train_options,
+                ]
+            )
             subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data], check=True)
             metrics = json.loads((run_dir / "metrics.json").read_text())
             epochs = len(json.loads((run_dir / "history.json").read_text())["loss"])
-            row = {"cell": cell, "horizon": horizon, "mse": metrics["model"]["mse"], "mae": metrics["model"]["mae"],
-                   "epochs": epochs, "train_minutes": seconds / 60, "peak_rss_mib": peak}
+            row = {
+                "cell": cell,
+                "horizon": horizon,
+                "mse": metrics["model"]["mse"],
+                "mae": metrics["model"]["mae"],
+                "epochs": epochs,
+                "train_minutes": seconds / 60,
+                "peak_rss_mib": peak,
+            }
             for name in BASELINES:
                 row[f"{name}_mse"] = metrics[name]["mse"]
             row["beats_baselines"] = all(row["mse"] < row[f"{name}_mse"] for name in BASELINES)

@@ -8,7 +8,8 @@ options given after --, max epochs and early stopping as configured), `evaluate`
 Rows: the default cell and attention first, then each other --cells with the default
 attention, then each other --attentions with the default cell.
 
-    python benchmarks/translation.py --data-dir ../shared/data [--cells lstm gru] [--attentions additive dot] [-- TRAIN OPTIONS]
+    python benchmarks/translation.py --data-dir ../shared/data [--cells lstm gru] [--attentions additive dot] \
+        [-- TRAIN OPTIONS]
 """
 
 import argparse
@@ -32,7 +33,7 @@ def savedmodel_speed(path, texts, batch_size=64):
     signature(text=tf.constant(texts[:batch_size]))  # warm up
     started = time.perf_counter()
     for i in range(0, len(texts), batch_size):
-        signature(text=tf.constant(texts[i:i + batch_size]))
+        signature(text=tf.constant(texts[i : i + batch_size]))
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -53,14 +54,19 @@ def save_table(name, rows, metrics, run_dir, serving):
         ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ]
     if serving:
-        columns[-1:-1] = [("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
-                          ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}")]
+        columns[-1:-1] = [
+            ("savedmodel_greedy_per_s", "SavedModel greedy sent/s", "{:.0f}"),
+            ("savedmodel_beam_per_s", f"SavedModel beam {metrics['beam_size']} sent/s", "{:.0f}"),
+        ]
     config = json.loads((run_dir / "config.json").read_text())
     settings = {k: v for k, v in config.items() if k not in ("cell", "attention", "data_dir")}
-    settings.update(test_sentences=metrics["sentences"], test_references=metrics["references"],
-                    bleu="sacrebleu corpus BLEU, all references of each source sentence"
-                         + (", case-insensitive" if metrics["lowercase"] else ""),
-                    decoding_batch=64)
+    settings.update(
+        test_sentences=metrics["sentences"],
+        test_references=metrics["references"],
+        bleu="sacrebleu corpus BLEU, all references of each source sentence"
+        + (", case-insensitive" if metrics["lowercase"] else ""),
+        decoding_batch=64,
+    )
     save(name, rows, columns, settings)
 
 
@@ -70,8 +76,12 @@ def main():
     parser.add_argument("--cells", nargs="+", default=["lstm"], help="cells to compare (default: lstm)")
     parser.add_argument("--attentions", nargs="+", default=["additive"], help="attentions (default: additive)")
     parser.add_argument("--eval-limit", type=int, help="evaluate on at most N test pairs")
-    parser.add_argument("--serving", action=argparse.BooleanOptionalAction, default=True,
-                        help="also export and time the SavedModel (default: yes)")
+    parser.add_argument(
+        "--serving",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also export and time the SavedModel (default: yes)",
+    )
     parser.add_argument("--name", default="translation", help="results file name (default: %(default)s)")
     parser.add_argument("train_options", nargs="*", help="more `train` options, after --")
     args = parser.parse_args()
@@ -87,8 +97,22 @@ def main():
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = RESULTS_DIR / "runs" / f"{args.name}-{cell}-{attention}-{stamp}"
         export_dir = RESULTS_DIR / "runs" / f"{args.name}-{cell}-{attention}-{stamp}-export"
-        seconds, peak = run_measured([*app, "train", *data, "--cell", cell, "--attention", attention,
-                                      "--run-dir", str(run_dir), "--verbose", "2", *args.train_options])
+        seconds, peak = run_measured(
+            [
+                *app,
+                "train",
+                *data,
+                "--cell",
+                cell,
+                "--attention",
+                attention,
+                "--run-dir",
+                str(run_dir),
+                "--verbose",
+                "2",
+                *args.train_options,
+            ]
+        )
         subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data, *limit], check=True)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
@@ -97,26 +121,33 @@ def main():
         sources = np.array([s.encode("utf-8") for s in sources])
         served = {}
         for name, size in (("greedy", 1), (beam, metrics["beam_size"])) if args.serving else ():
-            subprocess.run([*app, "export", "--run-dir", str(run_dir), "--export-dir", str(export_dir),
-                            "--beam-size", str(size)], check=True)
+            subprocess.run(
+                [*app, "export", "--run-dir", str(run_dir), "--export-dir", str(export_dir), "--beam-size", str(size)],
+                check=True,
+            )
             served[name] = savedmodel_speed(sorted(export_dir.iterdir())[-1], sources)
-        rows.append({
-            "cell": cell,
-            "attention": attention,
-            "bleu_greedy": metrics["greedy"]["bleu"],
-            "bleu_beam": metrics[beam]["bleu"],
-            "chrf_greedy": metrics["greedy"]["chrf"],
-            "chrf_beam": metrics[beam]["chrf"],
-            "epochs": len(history["loss"]),
-            "best_epoch": 1 + int(np.argmin(history["val_loss"])),
-            "train_minutes": seconds / 60,
-            "peak_rss_mib": peak,
-            "keras_greedy_per_s": metrics["greedy"]["sentences_per_second"],
-            "keras_beam_per_s": metrics[beam]["sentences_per_second"],
-            **({"savedmodel_greedy_per_s": served["greedy"], "savedmodel_beam_per_s": served[beam]}
-               if args.serving else {}),
-            "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent.parent)),
-        })
+        rows.append(
+            {
+                "cell": cell,
+                "attention": attention,
+                "bleu_greedy": metrics["greedy"]["bleu"],
+                "bleu_beam": metrics[beam]["bleu"],
+                "chrf_greedy": metrics["greedy"]["chrf"],
+                "chrf_beam": metrics[beam]["chrf"],
+                "epochs": len(history["loss"]),
+                "best_epoch": 1 + int(np.argmin(history["val_loss"])),
+                "train_minutes": seconds / 60,
+                "peak_rss_mib": peak,
+                "keras_greedy_per_s": metrics["greedy"]["sentences_per_second"],
+                "keras_beam_per_s": metrics[beam]["sentences_per_second"],
+                **(
+                    {"savedmodel_greedy_per_s": served["greedy"], "savedmodel_beam_per_s": served[beam]}
+                    if args.serving
+                    else {}
+                ),
+                "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent.parent)),
+            }
+        )
         save_table(args.name, rows, metrics, run_dir, args.serving)
 
 

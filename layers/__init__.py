@@ -1,7 +1,7 @@
 """Gated recurrent cells of the LSTM family as Keras 3 layers.
 
-    from layers import make_rnn
-    rnn = make_rnn("peephole", 128, return_sequences=True, bidirectional=True)
+from layers import make_rnn
+rnn = make_rnn("peephole", 128, return_sequences=True, bidirectional=True)
 """
 
 from layers.attention import ATTENTIONS, BahdanauAttention, LuongAttention, make_attention

@@ -89,8 +89,9 @@ class LuongAttention(ScoredAttention):
                 f"{values_shape[-1]}; use score='general'."
             )
         if self.score_name == "general":
-            self.kernel = self.add_weight(shape=(query_shape[-1], values_shape[-1]), name="kernel",
-                                          initializer="glorot_uniform")
+            self.kernel = self.add_weight(
+                shape=(query_shape[-1], values_shape[-1]), name="kernel", initializer="glorot_uniform"
+            )
 
     def score(self, query, values):
         if self.score_name == "general":

@@ -52,14 +52,10 @@ class GatedCell(Layer, DropoutRNNCell):
         **kwargs,
     ):
         if not isinstance(units, int) or units <= 0:
-            raise ValueError(
-                f"{type(self).__name__}: `units` must be a positive integer, got {units!r}."
-            )
+            raise ValueError(f"{type(self).__name__}: `units` must be a positive integer, got {units!r}.")
         for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= rate < 1.0:
-                raise ValueError(
-                    f"{type(self).__name__}: `{name}` must be in [0, 1), got {rate!r}."
-                )
+                raise ValueError(f"{type(self).__name__}: `{name}` must be in [0, 1), got {rate!r}.")
         super().__init__(**kwargs)
         self.units = units
         self.activation = activations.get(activation)

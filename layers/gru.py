@@ -63,9 +63,7 @@ class GRUCell(GatedCell):
             rec_zr = ops.matmul(h_rec, self.recurrent_kernel[:, : 2 * u])
             z = self.recurrent_activation(x_z + rec_zr[:, :u])
             r = self.recurrent_activation(x_r + rec_zr[:, u:])
-            candidate = self.activation(
-                x_h + ops.matmul(r * h_rec, self.recurrent_kernel[:, 2 * u :])
-            )
+            candidate = self.activation(x_h + ops.matmul(r * h_rec, self.recurrent_kernel[:, 2 * u :]))
         h = z * h_tm1 + (1.0 - z) * candidate
         return h, ([h] if nested else h)
 

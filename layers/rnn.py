@@ -40,9 +40,7 @@ class GatedRNN(keras.layers.RNN):
             mask = mask[0]
         # Time-major before projecting: the loop wants time-major input, and the
         # transpose is cheaper on x (d wide) than on x W (gates * units wide).
-        projected = self.cell.input_projection(
-            ops.transpose(sequences, (1, 0, 2)), training=training
-        )
+        projected = self.cell.input_projection(ops.transpose(sequences, (1, 0, 2)), training=training)
         if mask is not None:
             mask = ops.transpose(mask, (1, 0))
 

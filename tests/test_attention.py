@@ -28,7 +28,7 @@ def test_bahdanau_matches_its_equation():
     w_q, w_v, w = (rng.normal(size=v.shape).astype("float32") for v in layer.weights)
     layer.set_weights([w_q, w_v, w])
     scores = np.tanh((QUERY @ w_q)[:, :, None, :] + (VALUES @ w_v)[:, None, :, :]) @ w
-    for got, want in zip(layer(QUERY, VALUES), expected(scores[..., 0])):
+    for got, want in zip(layer(QUERY, VALUES), expected(scores[..., 0]), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -41,7 +41,7 @@ def test_luong_matches_its_equation(score):
         kernel = rng.normal(size=(4, 4)).astype("float32")
         layer.set_weights([kernel])
     scores = QUERY @ kernel @ VALUES.transpose(0, 2, 1)
-    for got, want in zip(layer(QUERY, VALUES), expected(scores)):
+    for got, want in zip(layer(QUERY, VALUES), expected(scores), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -67,7 +67,7 @@ def test_attention_inside_a_saved_model(tmp_path):
     model = keras.Model([query, values], outputs)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
-    for got, want in zip(restored([QUERY, VALUES]), model([QUERY, VALUES])):
+    for got, want in zip(restored([QUERY, VALUES]), model([QUERY, VALUES]), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 

@@ -79,7 +79,7 @@ def randomize(layer, seed=0):
     rng = np.random.default_rng(seed)
     values = [rng.normal(0.0, 0.5, w.shape).astype("float32") for w in layer.weights]
     layer.set_weights(values)
-    return {w.name: v for w, v in zip(layer.weights, values)}
+    return {w.name: v for w, v in zip(layer.weights, values, strict=True)}
 
 
 def inputs(seed=1, steps=STEPS):
@@ -105,7 +105,7 @@ def test_cell_matches_published_equations(name, rnn_class):
     outputs, *states = layer(x)
     expected_outputs, expected_states = reference(name, weights, x)
     np.testing.assert_allclose(outputs, expected_outputs, atol=1e-5, rtol=0)
-    for state, expected in zip(states, expected_states):
+    for state, expected in zip(states, expected_states, strict=True):
         np.testing.assert_allclose(state, expected, atol=1e-5, rtol=0)
 
 
@@ -127,7 +127,7 @@ def test_weights_of_keras_builtin_load_and_agree(name, reset_after):
     ours(x)
     randomize(builtin)
     ours.set_weights(builtin.get_weights())
-    for got, want in zip(ours(x), builtin(x)):
+    for got, want in zip(ours(x), builtin(x), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
@@ -167,7 +167,7 @@ def test_gradients_match_finite_differences(name):
     grads = tape.gradient(value, [x] + layer.trainable_weights)
     eps = 1e-6
     rng = np.random.default_rng(4)
-    for var, grad in zip([x] + layer.trainable_weights, grads):
+    for var, grad in zip([x] + layer.trainable_weights, grads, strict=True):
         grad = np.asarray(grad)
         original = np.array(var.numpy())
         for _ in range(3):  # a few random coordinates of each variable
@@ -194,7 +194,7 @@ def test_masked_steps_carry_outputs_and_states_like_keras(name, reset_after):
     ours(x)
     randomize(builtin)
     ours.set_weights(builtin.get_weights())
-    for got, want in zip(ours(x, mask=mask), builtin(x, mask=mask)):
+    for got, want in zip(ours(x, mask=mask), builtin(x, mask=mask), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
@@ -208,7 +208,7 @@ def test_masked_steps_match_plain_keras_rnn(name):
     plain = keras.layers.RNN(cell, return_sequences=True, return_state=True)
     ours(x)
     randomize(ours)
-    for got, want in zip(ours(x, mask=mask), plain(x, mask=mask)):
+    for got, want in zip(ours(x, mask=mask), plain(x, mask=mask), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
     # A padded sequence ends where its mask ends.
     short, *_ = ours(x[2:, :1])

@@ -11,18 +11,38 @@ from apps import forecasting
 from apps.export import run_savedmodel_in_subprocess
 
 SHARED_ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ETTh1.csv"
-TINY = ["--lookback", "24", "--horizon", "12", "--segment", "6", "--units", "16", "--batch-size", "32",
-        "--verbose", "0"]
+TINY = [
+    "--lookback",
+    "24",
+    "--horizon",
+    "12",
+    "--segment",
+    "6",
+    "--units",
+    "16",
+    "--batch-size",
+    "32",
+    "--verbose",
+    "0",
+]
 
 
 def write_series(path, rows=1200, columns=("load", "temp", "OT"), seed=0, edit=None):
     """Hourly noisy daily sines with a trend, one phase and scale per column."""
     rng = np.random.default_rng(seed)
     t = np.arange(rows)
-    values = np.stack([(k + 1) * np.sin(2 * np.pi * t / 24 + k) + 0.002 * t + 0.1 * rng.normal(size=rows)
-                       for k in range(len(columns))], axis=1) + 10
+    values = (
+        np.stack(
+            [
+                (k + 1) * np.sin(2 * np.pi * t / 24 + k) + 0.002 * t + 0.1 * rng.normal(size=rows)
+                for k in range(len(columns))
+            ],
+            axis=1,
+        )
+        + 10
+    )
     times = [datetime(2020, 1, 1) + timedelta(hours=int(i)) for i in t]
-    lines = [[time.isoformat(sep=" ")] + [f"{v:.5f}" for v in row] for time, row in zip(times, values)]
+    lines = [[time.isoformat(sep=" ")] + [f"{v:.5f}" for v in row] for time, row in zip(times, values, strict=True)]
     if edit:
         edit(lines)
     path.write_text("\n".join(",".join(line) for line in [["date", *columns]] + lines) + "\n")
@@ -42,8 +62,16 @@ def run_dir(series_csv, tmp_path_factory):
 
 
 def config_for(csv, **overrides):
-    config = {**forecasting.DEFAULTS, "dataset": str(csv), "lookback": 24, "horizon": 12, "segment": 6,
-              "limit": None, "seed": 0, "batch_size": 32}
+    config = {
+        **forecasting.DEFAULTS,
+        "dataset": str(csv),
+        "lookback": 24,
+        "horizon": 12,
+        "segment": 6,
+        "limit": None,
+        "seed": 0,
+        "batch_size": 32,
+    }
     return {**config, **overrides}
 
 
@@ -127,8 +155,24 @@ def test_predict_continues_the_timestamps(run_dir, series_csv, tmp_path, capsys)
 
 def test_autoregressive_decoder_with_one_target(series_csv, tmp_path):
     run_dir = tmp_path / "ar"
-    args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "1",
-            "--decoder", "autoregressive", "--cell", "peephole", "--targets", "OT", "--limit", "64", *TINY]
+    args = [
+        "train",
+        "--dataset",
+        str(series_csv),
+        "--run-dir",
+        str(run_dir),
+        "--epochs",
+        "1",
+        "--decoder",
+        "autoregressive",
+        "--cell",
+        "peephole",
+        "--targets",
+        "OT",
+        "--limit",
+        "64",
+        *TINY,
+    ]
     forecasting.main(args)
     model = forecasting.runs.load_model(run_dir)
     assert model.output_shape == (None, 12, 1)

@@ -14,14 +14,28 @@ SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb
 POSITIVE = "great wonderful excellent moving superb loved".split()
 NEGATIVE = "awful terrible boring dull waste hated".split()
 NEUTRAL = "the film movie plot actor scene story music".split()
-TINY_TRAINING = ["--units", "8", "--embedding-dim", "8", "--vocab-size", "100", "--sequence-length", "16",
-                 "--epochs", "1", "--batch-size", "16", "--verbose", "0"]
+TINY_TRAINING = [
+    "--units",
+    "8",
+    "--embedding-dim",
+    "8",
+    "--vocab-size",
+    "100",
+    "--sequence-length",
+    "16",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--verbose",
+    "0",
+]
 
 
 def make_imdb(root, per_class=(20, 10), seed=0):
     """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal."""
     rng = np.random.default_rng(seed)
-    for split, count in zip(("train", "test"), per_class):
+    for split, count in zip(("train", "test"), per_class, strict=True):
         for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
             folder = root / "aclImdb" / split / label
             folder.mkdir(parents=True)
@@ -62,8 +76,15 @@ def test_load_imdb_directory_and_tarball_agree(data_dir):
 
 
 def test_train_writes_the_run_directory(run_dir):
-    for name in ("config.json", "model.keras", "best.keras", "last.keras", "history.json", "history.csv",
-                 "learning_curves.png"):
+    for name in (
+        "config.json",
+        "model.keras",
+        "best.keras",
+        "last.keras",
+        "history.json",
+        "history.csv",
+        "learning_curves.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "logs").rglob("*tfevents*"))
     config = json.loads((run_dir / "config.json").read_text())

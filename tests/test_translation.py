@@ -18,10 +18,34 @@ from apps import runs, translation
 from apps.export import run_savedmodel_in_subprocess
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spa-eng.zip"
-WORDS = {"uno": "one", "dos": "two", "tres": "three", "cuatro": "four", "cinco": "five", "seis": "six",
-         "siete": "seven", "ocho": "eight"}
-TINY_TRAINING = ["--units", "24", "--embedding-dim", "24", "--epochs", "12", "--batch-size", "32",
-                 "--learning-rate", "0.01", "--dropout", "0", "--patience", "12", "--verbose", "0"]
+WORDS = {
+    "uno": "one",
+    "dos": "two",
+    "tres": "three",
+    "cuatro": "four",
+    "cinco": "five",
+    "seis": "six",
+    "siete": "seven",
+    "ocho": "eight",
+}
+TINY_TRAINING = [
+    "--units",
+    "24",
+    "--embedding-dim",
+    "24",
+    "--epochs",
+    "12",
+    "--batch-size",
+    "32",
+    "--learning-rate",
+    "0.01",
+    "--dropout",
+    "0",
+    "--patience",
+    "12",
+    "--verbose",
+    "0",
+]
 AWKWARD = ["", "   ", "xylophone quux blorft", "uno " * 300, "uno 😀 世界 привет", "Uno, DOS... ¿tres?"]
 
 
@@ -74,7 +98,7 @@ def test_load_pairs_from_zip_and_text_counts_malformed_lines(tmp_path):
     write_pairs(tmp_path / "text" / "spa.txt", pairs, bad)
     for source in (tmp_path, tmp_path / "spa-eng.zip", tmp_path / "text"):
         english, spanish, malformed = translation.load_pairs(source, "spa")
-        assert list(zip(english, spanish)) == pairs
+        assert list(zip(english, spanish, strict=True)) == pairs
         assert malformed == [6, 7, 8]  # the blank line is not counted
 
 
@@ -88,8 +112,19 @@ def test_missing_pairs_name_the_expected_files(tmp_path, capsys):
 
 def test_direction_needs_english_on_one_side(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        translation.main(["train", "--data-dir", str(data_dir), "--source", "spa", "--target", "fra",
-                          "--run-dir", str(tmp_path / "run")])
+        translation.main(
+            [
+                "train",
+                "--data-dir",
+                str(data_dir),
+                "--source",
+                "spa",
+                "--target",
+                "fra",
+                "--run-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert "one side must be eng" in capsys.readouterr().err
 
 
@@ -103,7 +138,7 @@ def test_split_keeps_every_sentence_in_one_split():
     assert home[0] == home[1] == home[2]
     assert all(35 <= len(idx) <= 45 for idx in splits[1:])
     again = translation.split_pairs(sources, targets, 0.2, 0.2, seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(splits, again))
+    assert all(np.array_equal(a, b) for a, b in zip(splits, again, strict=True))
 
 
 @pytest.mark.skipif(not SHARED_PAIRS.exists(), reason=f"the real spa-eng.zip is not at {SHARED_PAIRS}")
@@ -132,9 +167,9 @@ def test_normalize_composes_accents_and_splits_punctuation():
 def test_trains_translates_and_attends_to_the_aligned_word(model):
     sentences = ["Tres uno cinco.", "Ocho dos.", "Siete seis cuatro dos uno."]
     translations, source_words, target_words, attention = model.translate(
-        tf.constant(sentences), beam_size=1, return_attention=True)
-    assert [t.decode() for t in translations.numpy()] == ["three one five.", "eight two.",
-                                                          "seven six four two one."]
+        tf.constant(sentences), beam_size=1, return_attention=True
+    )
+    assert [t.decode() for t in translations.numpy()] == ["three one five.", "eight two.", "seven six four two one."]
     # Each number word is produced while attending most to its own source word.
     weights = attention.numpy()
     for i, sentence in enumerate(sentences):
@@ -169,8 +204,7 @@ def test_evaluate_writes_bleu_chrf_and_sample_translations(run_dir, data_dir):
 
 def test_predict_with_attention_plot_and_awkward_inputs(run_dir, tmp_path, capsys):
     plot = tmp_path / "attention.png"
-    translations = translation.main(["predict", "--model", str(run_dir), "--attention-plot", str(plot),
-                                     "Dos tres."])
+    translations = translation.main(["predict", "--model", str(run_dir), "--attention-plot", str(plot), "Dos tres."])
     assert translations == ["two three."] and plot.stat().st_size > 1000
     translations = translation.main(["predict", "--model", str(run_dir), *AWKWARD])
     assert len(translations) == len(AWKWARD) and all(isinstance(t, str) for t in translations)
@@ -197,8 +231,17 @@ def test_export_runs_alone_and_matches_keras(run_dir, model, tmp_path, capsys):
 
 @pytest.mark.parametrize("cell,attention", [("peephole", "dot"), ("cifg", "general"), ("gru", "additive")])
 def test_every_cell_and_attention_builds_saves_and_decodes(cell, attention, tmp_path):
-    config = {**translation.DEFAULTS, "cell": cell, "attention": attention, "units": 8, "embedding_dim": 8,
-              "seed": 0, "bidirectional": cell != "cifg", "layers": 2, "max_length": 6}
+    config = {
+        **translation.DEFAULTS,
+        "cell": cell,
+        "attention": attention,
+        "units": 8,
+        "embedding_dim": 8,
+        "seed": 0,
+        "bidirectional": cell != "cifg",
+        "layers": 2,
+        "max_length": 6,
+    }
     model = translation.build_model(config, list(WORDS) + ["[END]"], list(WORDS.values()) + ["[START]", "[END]"])
     texts = tf.constant(["uno dos", "", "tres " * 20])
     logits = model((model.source_ids(texts), model.target_ids(texts)[:, :-1]))
@@ -213,8 +256,20 @@ def test_every_cell_and_attention_builds_saves_and_decodes(cell, attention, tmp_
 def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, interrupt_training):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        translation.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--limit", "200",
-                          *TINY_TRAINING, "--epochs", "2"])
+        translation.main(
+            [
+                "train",
+                "--data-dir",
+                str(data_dir),
+                "--run-dir",
+                str(run_dir),
+                "--limit",
+                "200",
+                *TINY_TRAINING,
+                "--epochs",
+                "2",
+            ]
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
         checkpoint = runs.load_model(run_dir / "last.keras")

@@ -10,15 +10,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_forecasting import write_series
 from test_sentiment import make_imdb
 from test_translation import toy_pairs, write_pairs
+
 from tuning import hypermodels
 from tuning.__main__ import main as tune
 
-TINY_SENTIMENT = ["--set", "units=8", "--set", "embedding_dim=8", "--set", "sequence_length=16",
-                  "--set", "batch_size=16", "--set", "layers=1", "--max-epochs", "1", "--verbose", "0"]
+TINY_SENTIMENT = [
+    "--set",
+    "units=8",
+    "--set",
+    "embedding_dim=8",
+    "--set",
+    "sequence_length=16",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "layers=1",
+    "--max-epochs",
+    "1",
+    "--verbose",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +41,19 @@ def imdb_dir(tmp_path_factory):
 
 
 def search(imdb_dir, directory, *more):
-    return tune(["sentiment", "--data-dir", str(imdb_dir), "--directory", str(directory), "--tuner", "random",
-                 *TINY_SENTIMENT, *more])
+    return tune(
+        [
+            "sentiment",
+            "--data-dir",
+            str(imdb_dir),
+            "--directory",
+            str(directory),
+            "--tuner",
+            "random",
+            *TINY_SENTIMENT,
+            *more,
+        ]
+    )
 
 
 def trial_records(project):
@@ -99,10 +124,35 @@ def test_nan_loss_fails_the_trial():
 
 def test_forecasting_search_tunes_the_lookback(tmp_path):
     csv = write_series(tmp_path / "sines.csv")
-    summary = tune(["forecasting", "--directory", str(tmp_path), "--tuner", "bayesian", "--max-trials", "2",
-                    "--max-epochs", "1", "--verbose", "0", "--set", f"dataset={csv}", "--set", "horizon=12",
-                    "--set", "segment=6", "--set", "lookback=24", "--set", "units=8", "--set", "layers=1",
-                    "--set", "batch_size=64"])
+    summary = tune(
+        [
+            "forecasting",
+            "--directory",
+            str(tmp_path),
+            "--tuner",
+            "bayesian",
+            "--max-trials",
+            "2",
+            "--max-epochs",
+            "1",
+            "--verbose",
+            "0",
+            "--set",
+            f"dataset={csv}",
+            "--set",
+            "horizon=12",
+            "--set",
+            "segment=6",
+            "--set",
+            "lookback=24",
+            "--set",
+            "units=8",
+            "--set",
+            "layers=1",
+            "--set",
+            "batch_size=64",
+        ]
+    )
     assert summary["objective"] == "val_loss"
     assert summary["hyperparameters"]["lookback"] in (12, 24, 48)
     assert len(trial_records(tmp_path / "forecasting")) == 2
@@ -110,9 +160,31 @@ def test_forecasting_search_tunes_the_lookback(tmp_path):
 
 def test_translation_search_tunes_cell_and_attention(tmp_path):
     pairs = write_pairs(tmp_path / "spa-eng.zip", toy_pairs(300))
-    summary = tune(["translation", "--data-dir", str(pairs), "--directory", str(tmp_path), "--tuner", "random",
-                    "--max-trials", "2", "--max-epochs", "1", "--verbose", "0", "--set", "units=8",
-                    "--set", "embedding_dim=128", "--set", "layers=1", "--set", "batch_size=32"])
+    summary = tune(
+        [
+            "translation",
+            "--data-dir",
+            str(pairs),
+            "--directory",
+            str(tmp_path),
+            "--tuner",
+            "random",
+            "--max-trials",
+            "2",
+            "--max-epochs",
+            "1",
+            "--verbose",
+            "0",
+            "--set",
+            "units=8",
+            "--set",
+            "embedding_dim=128",
+            "--set",
+            "layers=1",
+            "--set",
+            "batch_size=32",
+        ]
+    )
     assert summary["objective"] == "val_loss"
     assert summary["hyperparameters"]["cell"] in ("lstm", "peephole", "cifg", "gru")
     assert summary["hyperparameters"]["attention"] in ("additive", "dot", "general")
@@ -134,10 +206,33 @@ def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):
     [
         (["--max-trials", "0"], "--max-trials must be a positive integer"),
         (["--tuner", "grid"], "invalid choice: 'grid'"),
-        (["--set", "cell=gru", "--set", "units=8", "--set", "layers=1", "--set", "bidirectional=true",
-          "--set", "dropout=0", "--set", "recurrent_dropout=0", "--set", "learning_rate=0.001",
-          "--set", "batch_size=8", "--set", "vocab_size=100", "--set", "embedding_dim=8",
-          "--set", "sequence_length=8"], "empty search space"),
+        (
+            [
+                "--set",
+                "cell=gru",
+                "--set",
+                "units=8",
+                "--set",
+                "layers=1",
+                "--set",
+                "bidirectional=true",
+                "--set",
+                "dropout=0",
+                "--set",
+                "recurrent_dropout=0",
+                "--set",
+                "learning_rate=0.001",
+                "--set",
+                "batch_size=8",
+                "--set",
+                "vocab_size=100",
+                "--set",
+                "embedding_dim=8",
+                "--set",
+                "sequence_length=8",
+            ],
+            "empty search space",
+        ),
         (["--set", "colour=blue"], "--set colour: not a hyperparameter"),
     ],
     ids=["max-trials-0", "unknown-tuner", "empty-space", "unknown-set"],
@@ -157,14 +252,37 @@ def free_port():
 
 
 def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
-    command = [sys.executable, "-m", "tuning", "sentiment", "--data-dir", str(imdb_dir), "--directory",
-               str(tmp_path), "--tuner", "random", "--max-trials", "4", *TINY_SENTIMENT]
-    env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port()),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [
+        sys.executable,
+        "-m",
+        "tuning",
+        "sentiment",
+        "--data-dir",
+        str(imdb_dir),
+        "--directory",
+        str(tmp_path),
+        "--tuner",
+        "random",
+        "--max-trials",
+        "4",
+        *TINY_SENTIMENT,
+    ]
+    env = {
+        **os.environ,
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(free_port()),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     root = Path(__file__).resolve().parents[1]
     processes = {
-        tuner_id: subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": tuner_id}, cwd=root,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tuner_id: subprocess.Popen(
+            command,
+            env={**env, "KERASTUNER_TUNER_ID": tuner_id},
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for tuner_id in ("chief", "tuner0", "tuner1")
     }
     outputs = {}
@@ -182,8 +300,9 @@ def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
     assert len(records) == 4  # every trial ran, once: one record per trial
     assert all(r["status"] == "COMPLETED" for r in records.values())
     assert {r["tuner_id"] for r in records.values()} <= {"tuner0", "tuner1"}
-    scores = {p.parent.name.split("_")[1]: json.loads(p.read_text())["score"]
-              for p in project.glob("trial_*/trial.json")}
+    scores = {
+        p.parent.name.split("_")[1]: json.loads(p.read_text())["score"] for p in project.glob("trial_*/trial.json")
+    }
     best = json.loads((project / "best_hyperparameters.json").read_text())
     assert best["score"] == max(scores.values())
     assert scores[best["trial"]] == best["score"]

@@ -66,8 +66,14 @@ class TrialRecords:
         super().on_trial_end(trial)
         # The oracle decides the final status (an error is FAILED once retries are spent).
         status = self.oracle.get_trial(trial.trial_id).status
-        record = {"trial_id": trial.trial_id, "status": status, "seconds": seconds, "epochs": self._epochs,
-                  "tuner_id": self.tuner_id, "rss_mib": resident_memory_mib()}
+        record = {
+            "trial_id": trial.trial_id,
+            "status": status,
+            "seconds": seconds,
+            "epochs": self._epochs,
+            "tuner_id": self.tuner_id,
+            "rss_mib": resident_memory_mib(),
+        }
         if trial.message:
             record["error"] = trial.message.strip().splitlines()[-1]
         runs.save_json(Path(self.get_trial_dir(trial.trial_id)) / "seqapps_trial.json", record)
@@ -115,9 +121,18 @@ def trial_rows(tuner):
         record_path = Path(tuner.get_trial_dir(trial_id)) / "seqapps_trial.json"
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-        rows.append({"trial": trial_id, "status": str(trial.status), "score": trial.score,
-                     "epochs": record.get("epochs"), "seconds": record.get("seconds"), "rss_mib": record.get("rss_mib"),
-                     "tuner_id": record.get("tuner_id"), "hyperparameters": values})
+        rows.append(
+            {
+                "trial": trial_id,
+                "status": str(trial.status),
+                "score": trial.score,
+                "epochs": record.get("epochs"),
+                "seconds": record.get("seconds"),
+                "rss_mib": record.get("rss_mib"),
+                "tuner_id": record.get("tuner_id"),
+                "hyperparameters": values,
+            }
+        )
     return rows
 
 
@@ -129,18 +144,31 @@ def write_results(tuner, out_dir):
     best = best[0]
     objective = tuner.oracle.objective
     rows = trial_rows(tuner)
-    summary = {"trial": best.trial_id, "objective": objective.name, "direction": objective.direction,
-               "score": best.score, "hyperparameters": {k: v for k, v in best.hyperparameters.values.items()
-                                                         if not k.startswith("tuner/")}}
+    summary = {
+        "trial": best.trial_id,
+        "objective": objective.name,
+        "direction": objective.direction,
+        "score": best.score,
+        "hyperparameters": {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")},
+    }
     runs.save_json(out_dir / "best_hyperparameters.json", summary)
     names = sorted({name for row in rows for name in row["hyperparameters"]})
-    table_rows = [{**row, **{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row["hyperparameters"].items()}}
-                  for row in rows]
-    columns = [("trial", "trial", "{}"), ("status", "status", "{}"), ("score", objective.name, "{:.4f}"),
-               ("epochs", "epochs", "{}"), ("seconds", "seconds", "{:.0f}"), ("rss_mib", "RSS MiB after", "{:.0f}")]
+    table_rows = [
+        {**row, **{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row["hyperparameters"].items()}}
+        for row in rows
+    ]
+    columns = [
+        ("trial", "trial", "{}"),
+        ("status", "status", "{}"),
+        ("score", objective.name, "{:.4f}"),
+        ("epochs", "epochs", "{}"),
+        ("seconds", "seconds", "{:.0f}"),
+        ("rss_mib", "RSS MiB after", "{:.0f}"),
+    ]
     columns += [(n, n, "{}") for n in names]
-    (out_dir / "trials.md").write_text(f"# Trials, objective {objective.name} ({objective.direction})\n\n"
-                                       + markdown_table(table_rows, columns) + "\n")
+    (out_dir / "trials.md").write_text(
+        f"# Trials, objective {objective.name} ({objective.direction})\n\n" + markdown_table(table_rows, columns) + "\n"
+    )
     plot_trial_scores(rows, objective.name, out_dir / "trials.png")
     return summary
 
@@ -160,8 +188,12 @@ def train_arguments(values):
 def export_best(args, hypermodel, summary, out_dir):
     app = hypermodel.app
     run_dir = out_dir / "best_run"
-    values = {**{k: v for k, v in hypermodel.options.items() if k in app.DEFAULTS}, **summary["hyperparameters"],
-              "epochs": args.max_epochs, "seed": args.seed}
+    values = {
+        **{k: v for k, v in hypermodel.options.items() if k in app.DEFAULTS},
+        **summary["hyperparameters"],
+        "epochs": args.max_epochs,
+        "seed": args.seed,
+    }
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     if (run_dir / "config.json").exists():
         app.main(["train", "--resume", "--run-dir", str(run_dir)])
@@ -172,8 +204,9 @@ def export_best(args, hypermodel, summary, out_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="seqapps tune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="seqapps tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("app", choices=list(HYPERMODELS))
     parser.add_argument("--tuner", default="hyperband", choices=list(TUNERS), help="(default: %(default)s)")
     parser.add_argument("--max-trials", type=int, default=20, help="trials of bayesian and random (default: 20)")
@@ -183,18 +216,27 @@ def main(argv=None):
     parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="(default: %(default)s)")
     parser.add_argument("--project-name", help="(default: the app's name)")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
-    parser.add_argument("--data-dir", default=os.environ.get("SEQAPPS_DATA_DIR"),
-                        help="dataset directory (default: $SEQAPPS_DATA_DIR, else download)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("SEQAPPS_DATA_DIR"),
+        help="dataset directory (default: $SEQAPPS_DATA_DIR, else download)",
+    )
     parser.add_argument("--limit", type=int, help="use at most N training examples")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="fix a hyperparameter, or set an app option (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a hyperparameter, or set an app option (repeatable)",
+    )
     parser.add_argument("--export", action="store_true", help="retrain the best configuration and export it")
     parser.add_argument("--export-dir", help="(default: saved_models/<app>)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = parser.parse_args(argv)
-    require_positive(parser, args, ("max_trials", "max_epochs", "executions_per_trial",
-                                    "max_consecutive_failed_trials", "limit"))
+    require_positive(
+        parser, args, ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials", "limit")
+    )
     try:
         return tune(args)
     except UsageError as e:
@@ -212,8 +254,10 @@ def tune(args):
     names = list(space.values)
     unknown = [k for k in sets if k not in names and k not in options]
     if unknown:
-        raise UsageError(f"--set {', '.join(unknown)}: not a hyperparameter ({', '.join(names)}) "
-                         f"nor a {args.app} option ({', '.join(hypermodel.app.DEFAULTS)})")
+        raise UsageError(
+            f"--set {', '.join(unknown)}: not a hyperparameter ({', '.join(names)}) "
+            f"nor a {args.app} option ({', '.join(hypermodel.app.DEFAULTS)})"
+        )
     fixed = {k: v for k, v in sets.items() if k in names}
     if set(names) <= set(fixed):
         raise UsageError("empty search space: --set fixes every hyperparameter; leave at least one free")

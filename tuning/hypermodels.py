@@ -62,8 +62,9 @@ class AppHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, callbacks=None, **kwargs):
         train, validation = self.datasets(self.config(hp), model)
-        return model.fit(train, validation_data=validation, callbacks=[*(callbacks or []), FailOnNaN()],
-                         shuffle=False, **kwargs)
+        return model.fit(
+            train, validation_data=validation, callbacks=[*(callbacks or []), FailOnNaN()], shuffle=False, **kwargs
+        )
 
 
 class SentimentHyperModel(AppHyperModel):
@@ -72,10 +73,12 @@ class SentimentHyperModel(AppHyperModel):
     vocab_sizes = [5000, 10000, 20000]
 
     def load(self):
-        texts, labels = sentiment.sample(*sentiment.load_imdb(self.data_dir, splits=("train",))["train"],
-                                         self.limit, self.seed)
-        self.train, self.validation = sentiment.split_validation(texts, labels, self.fixed["validation_fraction"],
-                                                                 self.seed)
+        texts, labels = sentiment.sample(
+            *sentiment.load_imdb(self.data_dir, splits=("train",))["train"], self.limit, self.seed
+        )
+        self.train, self.validation = sentiment.split_validation(
+            texts, labels, self.fixed["validation_fraction"], self.seed
+        )
         self.vocabulary = sentiment.adapt_vocabulary(self.train[0], max(self.vocab_sizes))
 
     def space(self, hp):
@@ -90,8 +93,10 @@ class SentimentHyperModel(AppHyperModel):
         return sentiment.build_model(config, sentiment.make_vectorizer(config, self.vocabulary))
 
     def datasets(self, config, model):
-        return (sentiment.dataset(*self.train, config["batch_size"], shuffle_seed=self.seed),
-                sentiment.dataset(*self.validation, config["batch_size"]))
+        return (
+            sentiment.dataset(*self.train, config["batch_size"], shuffle_seed=self.seed),
+            sentiment.dataset(*self.validation, config["batch_size"]),
+        )
 
 
 class ForecastingHyperModel(AppHyperModel):
@@ -120,8 +125,10 @@ class ForecastingHyperModel(AppHyperModel):
 
     def datasets(self, config, model):
         series = self.series_for(config)
-        return (forecasting.dataset(series, "train", config, shuffle_seed=self.seed),
-                forecasting.dataset(series, "val", config))
+        return (
+            forecasting.dataset(series, "train", config, shuffle_seed=self.seed),
+            forecasting.dataset(series, "val", config),
+        )
 
 
 class TranslationHyperModel(AppHyperModel):
@@ -144,9 +151,14 @@ class TranslationHyperModel(AppHyperModel):
         return translation.build_model(config, *self.vocabularies)
 
     def datasets(self, config, model):
-        return (translation.dataset(model, *self.train, config["batch_size"], shuffle_seed=self.seed),
-                translation.dataset(model, *self.validation, config["batch_size"]))
+        return (
+            translation.dataset(model, *self.train, config["batch_size"], shuffle_seed=self.seed),
+            translation.dataset(model, *self.validation, config["batch_size"]),
+        )
 
 
-HYPERMODELS = {"sentiment": SentimentHyperModel, "translation": TranslationHyperModel,
-               "forecasting": ForecastingHyperModel}
+HYPERMODELS = {
+    "sentiment": SentimentHyperModel,
+    "translation": TranslationHyperModel,
+    "forecasting": ForecastingHyperModel,
+}
