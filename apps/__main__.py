@@ -1,9 +1,8 @@
 """`seqapps <app> <command> ...` and `seqapps tune <app> ...`: one entry point for all apps."""
 
-import importlib
 import sys
 
-APPS = {"sentiment": "apps.sentiment", "translation": "apps.translation", "forecasting": "apps.forecasting"}
+from seqapps.apps import APPS, get_app
 
 USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
        seqapps tune <app> [options]
@@ -19,13 +18,13 @@ def main(argv=None):
         return
     app, *rest = argv
     if app == "tune":
-        from tuning.__main__ import main as tune
+        from seqapps.tuning.__main__ import main as tune  # KerasTuner loads only for `tune`
 
         tune(rest)
         return  # the console script exits with main()'s return value: None is success
     if app not in APPS:
         sys.exit(f"seqapps: error: unknown app {app!r}; choose from: {', '.join(APPS)}")
-    importlib.import_module(APPS[app]).main(rest)
+    get_app(app).main(rest)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """The plots the apps write as PNG files."""
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
+# Figures straight from matplotlib.figure, not pyplot: files only, no GUI backend,
+# nothing to close, on servers and CI alike.
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+def subplots(*args, figsize=None, **kwargs):
+    """`pyplot.subplots` without pyplot: a figure and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def save_figure(fig, path, dpi=100):
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
 
 
 def plot_history(history, path):
@@ -20,7 +24,7 @@ def plot_history(history, path):
     metrics = [key for key in history if not key.startswith("val_") and key != "learning_rate"]
     if not metrics:
         return
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         epochs = np.arange(1, len(history[metric]) + 1)
         ax.plot(epochs, history[metric], "o-", label="training")
@@ -37,7 +41,7 @@ def plot_history(history, path):
 def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
     """`matrix[i][j]`: examples of true class i predicted as class j."""
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig, ax = subplots(figsize=(4.5, 4))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
@@ -58,7 +62,7 @@ def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
     """
     samples = sorted({0, len(actual) // 2, len(actual) - 1})
     rows = min(max_targets, len(targets))
-    fig, axes = plt.subplots(rows, len(samples), figsize=(5 * len(samples), 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, len(samples), figsize=(5 * len(samples), 2.8 * rows), squeeze=False)
     lookback, horizon = history.shape[1], actual.shape[1]
     past, future = np.arange(-lookback, 0), np.arange(horizon)
     for row in range(rows):
@@ -76,7 +80,7 @@ def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
 
 def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
     """`errors`: name -> error per forecast step."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     for k, (name, values) in enumerate(errors.items()):
         ax.plot(np.arange(1, len(values) + 1), values, lw=2 if k == 0 else 1, label=name)
     ax.set_xlabel("steps ahead")
@@ -88,7 +92,7 @@ def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
 
 def plot_trial_scores(rows, objective, path):
     """Score of each tuning trial, coloured by cell; failed trials marked on the axis."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 4))
+    fig, ax = subplots(figsize=(max(6, 0.35 * len(rows)), 4))
     cells = sorted({row["hyperparameters"].get("cell", "-") for row in rows})
     for cell in cells:
         done = [
@@ -112,7 +116,7 @@ def plot_trial_scores(rows, objective, path):
 def plot_attention(weights, source_words, target_words, path):
     """Heatmap of attention weights: one row per target word, one column per source word."""
     weights = np.asarray(weights)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(source_words), 1.2 + 0.4 * len(target_words)))
+    fig, ax = subplots(figsize=(1.5 + 0.45 * len(source_words), 1.2 + 0.4 * len(target_words)))
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(source_words)), source_words, rotation=60, ha="right")
     ax.set_yticks(range(len(target_words)), target_words)

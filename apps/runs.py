@@ -16,18 +16,20 @@ Every file is written to a temporary name and renamed into place, so a run kille
 mid-write leaves the previous version intact.
 """
 
+import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
-from apps.cli import UsageError
-from apps.plots import plot_history
+from seqapps.apps.cli import UsageError
+from seqapps.apps.plots import plot_history
 
 
-def atomic_write(path, write):
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)`, then rename the result onto `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -35,22 +37,22 @@ def atomic_write(path, write):
     os.replace(tmp, path)
 
 
-def save_json(path, data):
+def save_json(path: str | Path, data) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float) + "\n"))
 
 
-def load_json(path):
+def load_json(path: str | Path):
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"{path} not found: is this a run directory written by `train`?") from None
 
 
-def save_model(model, path):
+def save_model(model: keras.Model, path: str | Path) -> None:
     atomic_write(path, model.save)
 
 
-def load_model(path):
+def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"
@@ -59,14 +61,14 @@ def load_model(path):
     return keras.saving.load_model(path)
 
 
-def load_model_to_evaluate(path):
+def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:
     """The model at `path` (a .keras file or a run directory) and the directory
     where `evaluate` writes beside it."""
     path = Path(path)
     return load_model(path), (path if path.is_dir() else path.parent)
 
 
-def prepare_run_dir(app, args, defaults):
+def prepare_run_dir(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path, dict]:
     """The run directory for `train`: a new one, or with --resume the existing one.
 
     Returns (run_dir, config): the app's `defaults` overridden by the options given,
@@ -113,7 +115,17 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_json(self.run_dir / "state.json", self.state)
 
 
-def train(model, train_data, validation_data, run_dir, config, *, monitor, mode, verbose=1):
+def fit(
+    model: keras.Model,
+    train_data,
+    validation_data,
+    run_dir: str | Path,
+    config: dict,
+    *,
+    monitor: str,
+    mode: str,
+    verbose: int = 1,
+) -> keras.Model:
     """Fit `model` (or, if the run was interrupted, its last checkpoint) for
     `config["epochs"]`, stopping after `config["patience"]` epochs without improvement
     of `monitor`, and finish the run.

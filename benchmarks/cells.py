@@ -19,10 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+from report import peak_rss_mib, save
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.report import peak_rss_mib, save  # noqa: E402
-from layers import LSTMCell, make_rnn  # noqa: E402
+from seqapps.layers import LSTMCell, make_rnn
 
 VOCAB, EMBED, UNITS = 20000, 128, 128
 

@@ -17,10 +17,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import RESULTS_DIR, run_measured, save  # noqa: E402
+from report import RESULTS_DIR, run_measured, save
 
 BASELINES = ("persistence", "seasonal_naive", "linear")
 
@@ -36,7 +34,7 @@ def main():
 
     rows = []
     data = ["--data-dir", args.data_dir] if args.data_dir else []
-    app = [sys.executable, "-m", "apps.forecasting"]
+    app = [sys.executable, "-m", "seqapps.apps.forecasting"]
     for cell in args.cells:
         for horizon in args.horizons:
             run_dir = RESULTS_DIR / "runs" / f"{args.name}-{cell}-{horizon}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -8,8 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from apps.tables import markdown_table  # noqa: E402
+from seqapps.apps.tables import markdown_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

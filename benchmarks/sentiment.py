@@ -14,10 +14,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import RESULTS_DIR, run_measured, save  # noqa: E402
+from report import RESULTS_DIR, run_measured, save
 
 
 def main():
@@ -32,7 +30,7 @@ def main():
     for cell in args.cells:
         run_dir = RESULTS_DIR / "runs" / f"{args.name}-{cell}-{time.strftime('%Y%m%d-%H%M%S')}"
         data = ["--data-dir", args.data_dir] if args.data_dir else []
-        app = [sys.executable, "-m", "apps.sentiment"]
+        app = [sys.executable, "-m", "seqapps.apps.sentiment"]
         seconds, peak = run_measured(
             [*app, "train", *data, "--cell", cell, "--run-dir", str(run_dir), "--verbose", "2", *args.train_options]
         )

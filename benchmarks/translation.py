@@ -17,12 +17,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import RESULTS_DIR, run_measured, save  # noqa: E402
+from report import RESULTS_DIR, run_measured, save
 
 
 def savedmodel_speed(path, texts, batch_size=64):
@@ -91,7 +88,7 @@ def main():
     settings_rows += [(args.cells[0], attention) for attention in args.attentions[1:]]
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     limit = ["--limit", str(args.eval_limit)] if args.eval_limit else []
-    app = [sys.executable, "-m", "apps.translation"]
+    app = [sys.executable, "-m", "seqapps.apps.translation"]
     rows = []
     for cell, attention in settings_rows:
         stamp = time.strftime("%Y%m%d-%H%M%S")

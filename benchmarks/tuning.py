@@ -15,11 +15,10 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import RESULTS_DIR, run_measured, save  # noqa: E402
-from tuning.__main__ import train_arguments  # noqa: E402
+from report import RESULTS_DIR, run_measured, save
+
+from seqapps.tuning.__main__ import train_arguments
 
 # app: (objective in history.json, direction, test score from metrics.json, search budget)
 APPS = {
@@ -29,7 +28,7 @@ APPS = {
 
 
 def train_and_test(app, run_dir, data_dir, budget, options):
-    command = [sys.executable, "-m", f"apps.{app}"]
+    command = [sys.executable, "-m", f"seqapps.apps.{app}"]
     limit = ["--limit", str(budget["limit"])] if budget["limit"] else []
     run_measured(
         [
@@ -66,7 +65,7 @@ def main():
             [
                 sys.executable,
                 "-m",
-                "tuning",
+                "seqapps.tuning",
                 app,
                 "--data-dir",
                 args.data_dir,
@@ -121,7 +120,7 @@ def main():
         [
             sys.executable,
             "-m",
-            "tuning",
+            "seqapps.tuning",
             "sentiment",
             "--data-dir",
             args.data_dir,

@@ -109,7 +109,7 @@ ATTENTIONS = {
 }
 
 
-def make_attention(name, units):
+def make_attention(name: str, units: int) -> keras.layers.Layer:
     """An attention layer from its name: ``additive``, ``dot`` or ``general``."""
     if name not in ATTENTIONS:
         raise ValueError(f"Unknown attention {name!r}; valid names: {', '.join(ATTENTIONS)}.")

@@ -16,9 +16,7 @@ import keras
 from keras import activations, constraints, initializers, ops, regularizers
 from keras.layers import Layer
 
-# DropoutRNNCell is the mixin Keras' own cells use to draw one dropout mask per
-# batch and reuse it at every step; keras.layers.RNN knows how to prepare and reset it.
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+from seqapps.layers.keras_internals import DropoutRNNCell
 
 
 class GatedCell(Layer, DropoutRNNCell):

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from layers.gated_cell import GatedCell
+from seqapps.layers.gated_cell import GatedCell
 
 
 @keras.saving.register_keras_serializable(package="seqapps")

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from layers.gated_cell import ForgetGateCell
+from seqapps.layers.gated_cell import ForgetGateCell
 
 
 @keras.saving.register_keras_serializable(package="seqapps")

@@ -1,7 +1,7 @@
 import keras
 from keras import constraints, initializers, ops, regularizers
 
-from layers.lstm import LSTMCell
+from seqapps.layers.lstm import LSTMCell
 
 
 @keras.saving.register_keras_serializable(package="seqapps")

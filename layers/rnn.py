@@ -4,14 +4,12 @@ builds one from a cell name."""
 import keras
 from keras import ops, tree
 
-# The time loop keras.layers.RNN itself runs; Keras 3 does not export it publicly.
-from keras.src.backend import rnn as backend_rnn
-
-from layers.coupled_lstm import CoupledLSTMCell
-from layers.gated_cell import GatedCell
-from layers.gru import GRUCell
-from layers.lstm import LSTMCell
-from layers.peephole_lstm import PeepholeLSTMCell
+from seqapps.layers.coupled_lstm import CoupledLSTMCell
+from seqapps.layers.gated_cell import GatedCell
+from seqapps.layers.gru import GRUCell
+from seqapps.layers.keras_internals import rnn as backend_rnn
+from seqapps.layers.lstm import LSTMCell
+from seqapps.layers.peephole_lstm import PeepholeLSTMCell
 
 CELLS = {
     "lstm": LSTMCell,
@@ -34,6 +32,8 @@ class GatedRNN(keras.layers.RNN):
     """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        # Keep in step with keras.layers.RNN.inner_loop (see layers/keras_internals.py):
+        # the same loop, given the projected sequence and `cell.step` in place of `cell`.
         if not isinstance(self.cell, GatedCell):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if tree.is_nested(mask):
@@ -45,6 +45,9 @@ class GatedRNN(keras.layers.RNN):
             mask = ops.transpose(mask, (1, 0))
 
         def step(inputs, states):
+            if keras.backend.backend() == "torch" and self.stateful:
+                # As upstream: copies, so that torch's autograd sees no in-place update of the states.
+                states = tree.map_structure(ops.copy, states)
             output, new_states = self.cell.step(inputs, states, training=training)
             return output, new_states if tree.is_nested(new_states) else [new_states]
 
@@ -64,19 +67,19 @@ class GatedRNN(keras.layers.RNN):
 
 
 def make_rnn(
-    cell,
-    units,
+    cell: str,
+    units: int,
     *,
-    return_sequences=False,
-    return_state=False,
-    bidirectional=False,
-    merge_mode="concat",
-    stateful=False,
-    go_backwards=False,
-    name=None,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    bidirectional: bool = False,
+    merge_mode: str | None = "concat",
+    stateful: bool = False,
+    go_backwards: bool = False,
+    name: str | None = None,
     dtype=None,
     **cell_kwargs,
-):
+) -> keras.layers.Layer:
     """A ready recurrent layer from a cell name.
 
     Args:

@@ -1,5 +1,9 @@
 import os
+import tarfile
+import zipfile
+from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 
 # Quiet TensorFlow's start-up banner; must be set before TensorFlow is imported.
@@ -11,7 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def interrupt_training(monkeypatch):
     """Makes `train` stop with KeyboardInterrupt right after its first epoch's
     checkpoint, as a killed run would; returns a function that lets it run again."""
-    from apps import runs
+    from seqapps.apps import runs
 
     save_epoch = runs.RunCheckpoint.on_epoch_end
 
@@ -21,3 +25,130 @@ def interrupt_training(monkeypatch):
 
     monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", interrupted)
     return lambda: monkeypatch.setattr(runs.RunCheckpoint, "on_epoch_end", save_epoch)
+
+
+# Tiny data in each app's published format. The builders are fixtures that return
+# the function, so that tests and module-scoped fixtures can call them with arguments.
+
+# -- sentiment: IMDB ----------------------------------------------------------------
+
+POSITIVE = "great wonderful excellent moving superb loved".split()
+NEGATIVE = "awful terrible boring dull waste hated".split()
+NEUTRAL = "the film movie plot actor scene story music".split()
+
+
+def imdb_files(root, per_class=(20, 10), seed=0):
+    """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "test"), per_class, strict=True):
+        for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
+                (folder / f"{i}_{rng.integers(*stars)}.txt").write_text(text.capitalize())
+    return root
+
+
+def imdb_tarball(data_dir, name="aclImdb_v1.tar.gz"):
+    archive = data_dir.parent / f"{data_dir.name}-archive" / name
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(data_dir / "aclImdb", arcname="aclImdb")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def make_imdb():
+    return imdb_files
+
+
+@pytest.fixture(scope="session")
+def make_tarball():
+    return imdb_tarball
+
+
+# -- translation: anki sentence pairs -------------------------------------------------
+
+# The toy "Spanish" is a number language that English translates word by word in the
+# same order, so a small model learns it in seconds, and attention has to look at the
+# aligned source word to get it right.
+NUMBER_WORDS = {
+    "uno": "one",
+    "dos": "two",
+    "tres": "three",
+    "cuatro": "four",
+    "cinco": "five",
+    "seis": "six",
+    "siete": "seven",
+    "ocho": "eight",
+}
+
+
+def number_pairs(count, seed=0):
+    """(english, spanish) sentences of 2-5 number words and a full stop."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(count):
+        spanish = list(rng.choice(list(NUMBER_WORDS), size=rng.integers(2, 6)))
+        pairs.append(
+            (" ".join(NUMBER_WORDS[w] for w in spanish).capitalize() + ".", " ".join(spanish).capitalize() + ".")
+        )
+    return pairs
+
+
+def pairs_file(path, pairs, extra_lines=()):
+    lines = [f"{en}\t{es}\tCC-BY 2.0 (France) Attribution: tatoeba.org" for en, es in pairs] + list(extra_lines)
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("spa-eng/_about.txt", "about")
+            archive.writestr("spa-eng/spa.txt", text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def number_words():
+    return dict(NUMBER_WORDS)
+
+
+@pytest.fixture(scope="session")
+def toy_pairs():
+    return number_pairs
+
+
+@pytest.fixture(scope="session")
+def write_pairs():
+    return pairs_file
+
+
+# -- forecasting: a CSV series ----------------------------------------------------------
+
+
+def series_csv_file(path, rows=1200, columns=("load", "temp", "OT"), seed=0, edit=None):
+    """Hourly noisy daily sines with a trend, one phase and scale per column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    values = (
+        np.stack(
+            [
+                (k + 1) * np.sin(2 * np.pi * t / 24 + k) + 0.002 * t + 0.1 * rng.normal(size=rows)
+                for k in range(len(columns))
+            ],
+            axis=1,
+        )
+        + 10
+    )
+    times = [datetime(2020, 1, 1) + timedelta(hours=int(i)) for i in t]
+    lines = [[time.isoformat(sep=" ")] + [f"{v:.5f}" for v in row] for time, row in zip(times, values, strict=True)]
+    if edit:
+        edit(lines)
+    path.write_text("\n".join(",".join(line) for line in [["date", *columns]] + lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_series():
+    return series_csv_file

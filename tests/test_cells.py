@@ -309,6 +309,7 @@ def test_cell_config_round_trip(name):
     assert restored.get_config() == layer.get_config()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CELLS))
 def test_jit_compile(name):
     x, y = inputs(), np.ones((BATCH, 1), "float32")

@@ -1,14 +1,15 @@
 """The forecasting app on synthetic series with a known pattern."""
 
 import json
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from apps import forecasting
-from apps.export import run_savedmodel_in_subprocess
+from seqapps.apps import forecasting, runs
+from seqapps.apps.export import run_savedmodel_in_subprocess
+from seqapps.apps.forecasting import baselines, data, windows
+from seqapps.apps.forecasting.model import build_model
 
 SHARED_ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ETTh1.csv"
 TINY = [
@@ -27,30 +28,8 @@ TINY = [
 ]
 
 
-def write_series(path, rows=1200, columns=("load", "temp", "OT"), seed=0, edit=None):
-    """Hourly noisy daily sines with a trend, one phase and scale per column."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(rows)
-    values = (
-        np.stack(
-            [
-                (k + 1) * np.sin(2 * np.pi * t / 24 + k) + 0.002 * t + 0.1 * rng.normal(size=rows)
-                for k in range(len(columns))
-            ],
-            axis=1,
-        )
-        + 10
-    )
-    times = [datetime(2020, 1, 1) + timedelta(hours=int(i)) for i in t]
-    lines = [[time.isoformat(sep=" ")] + [f"{v:.5f}" for v in row] for time, row in zip(times, values, strict=True)]
-    if edit:
-        edit(lines)
-    path.write_text("\n".join(",".join(line) for line in [["date", *columns]] + lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
-def series_csv(tmp_path_factory):
+def series_csv(tmp_path_factory, write_series):
     return write_series(tmp_path_factory.mktemp("series") / "sines.csv")
 
 
@@ -84,6 +63,7 @@ def error_of(args, capsys):
     return err
 
 
+@pytest.mark.slow
 def test_model_beats_persistence_on_a_known_pattern(run_dir, capsys):
     metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
     assert metrics["model"]["mse"] < metrics["persistence"]["mse"]
@@ -97,38 +77,39 @@ def test_model_beats_persistence_on_a_known_pattern(run_dir, capsys):
     assert "seasonal_naive" in capsys.readouterr().out
 
 
-def test_statistics_come_from_the_training_split_only(tmp_path):
+def test_statistics_come_from_the_training_split_only(tmp_path, write_series):
     def shift_the_test_part(lines):
         for line in lines[1000:]:
             line[1:] = [str(float(v) + 1000) for v in line[1:]]
 
     csv = write_series(tmp_path / "shifted.csv", edit=shift_the_test_part)
-    series = forecasting.load_series(config_for(csv), None)
-    train = series["values"][: int(1200 * 0.7)]
-    np.testing.assert_allclose(series["mean"], train.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(series["std"], train.std(axis=0), rtol=1e-5)
-    assert series["mean"].max() < 20  # the shifted rows did not leak in
-    model = forecasting.build_model({**config_for(csv), "units": 4}, series)
-    np.testing.assert_allclose(np.ravel(model.get_layer("standardize").mean), series["mean"], rtol=1e-6)
+    series = data.load_series(config_for(csv), None)
+    train = series.values[: int(1200 * 0.7)]
+    np.testing.assert_allclose(series.mean, train.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(series.std, train.std(axis=0), rtol=1e-5)
+    assert series.mean.max() < 20  # the shifted rows did not leak in
+    model = build_model({**config_for(csv), "units": 4}, series)
+    np.testing.assert_allclose(np.ravel(model.get_layer("standardize").mean), series.mean, rtol=1e-6)
 
 
 def test_splits_are_chronological_and_windows_stay_inside(series_csv):
     config = config_for(series_csv)
-    series = forecasting.load_series(config, None)
-    assert series["bounds"] == {"train": (0, 840), "val": (816, 960), "test": (936, 1200)}
-    train_starts = forecasting.window_starts(series, "train", config)
+    series = data.load_series(config, None)
+    assert series.bounds(24) == {"train": (0, 840), "val": (816, 960), "test": (936, 1200)}
+    train_starts = windows.window_starts(series, "train", config)
     assert train_starts.max() + 24 + 12 <= 840  # training targets never reach validation rows
-    test_starts = forecasting.window_starts(series, "test", config)
+    test_starts = windows.window_starts(series, "test", config)
     assert test_starts.min() + 24 == 960  # the first test target is the first test row
-    history, future = forecasting.windows(series, "test", config)
-    np.testing.assert_array_equal(history[0], series["values"][936:960])
-    np.testing.assert_array_equal(future[-1], series["values"][-12:])
+    history, future = windows.windows(series, "test", config)
+    np.testing.assert_array_equal(history[0], series.values[936:960])
+    np.testing.assert_array_equal(future[-1], series.values[-12:])
 
 
+@pytest.mark.slow
 def test_export_takes_and_returns_raw_units(run_dir, tmp_path):
     path = forecasting.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
     assert path.name == "1" and (path / "saved_model.pb").is_file()
-    model = forecasting.runs.load_model(run_dir)
+    model = runs.load_model(run_dir)
     history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
     served = run_savedmodel_in_subprocess(path, {"history": history})
     assert served["forecast"].shape == (3, 12, 3)
@@ -142,6 +123,7 @@ def test_export_takes_and_returns_raw_units(run_dir, tmp_path):
         run_savedmodel_in_subprocess(path, {"history": history})
 
 
+@pytest.mark.slow
 def test_predict_continues_the_timestamps(run_dir, series_csv, tmp_path, capsys):
     forecast = forecasting.main(["predict", "--model", str(run_dir), str(series_csv)])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -153,6 +135,7 @@ def test_predict_continues_the_timestamps(run_dir, series_csv, tmp_path, capsys)
     assert out.read_text().splitlines() == lines
 
 
+@pytest.mark.slow
 def test_autoregressive_decoder_with_one_target(series_csv, tmp_path):
     run_dir = tmp_path / "ar"
     args = [
@@ -174,25 +157,25 @@ def test_autoregressive_decoder_with_one_target(series_csv, tmp_path):
         *TINY,
     ]
     forecasting.main(args)
-    model = forecasting.runs.load_model(run_dir)
+    model = runs.load_model(run_dir)
     assert model.output_shape == (None, 12, 1)
     assert json.loads((run_dir / "config.json").read_text())["decoder"] == "autoregressive"
 
 
 def test_baselines():
     history = np.arange(2 * 8 * 1, dtype=float).reshape(2, 8, 1)
-    np.testing.assert_array_equal(forecasting.persistence(history, [0], 3)[:, :, 0], [[7, 7, 7], [15, 15, 15]])
-    np.testing.assert_array_equal(forecasting.seasonal_naive(history, [0], 5, season=4)[0, :, 0], [4, 5, 6, 7, 4])
+    np.testing.assert_array_equal(baselines.persistence(history, [0], 3)[:, :, 0], [[7, 7, 7], [15, 15, 15]])
+    np.testing.assert_array_equal(baselines.seasonal_naive(history, [0], 5, season=4)[0, :, 0], [4, 5, 6, 7, 4])
     # An exactly linear continuation is what the linear baseline learns.
     rng = np.random.default_rng(0)
     slopes = rng.normal(size=(50, 1, 2))
     steps = np.arange(12)[None, :, None]
     series = slopes * steps + rng.normal(size=(50, 1, 2))
-    weights = forecasting.fit_linear(series[:, :8], series[:, 8:], [0, 1])
-    np.testing.assert_allclose(forecasting.linear(series[:, :8], [0, 1], weights), series[:, 8:], atol=1e-8)
+    weights = baselines.fit_linear(series[:, :8], series[:, 8:], [0, 1])
+    np.testing.assert_allclose(baselines.linear(series[:, :8], [0, 1], weights), series[:, 8:], atol=1e-8)
 
 
-def test_missing_values_are_refused_or_filled(tmp_path, capsys):
+def test_missing_values_are_refused_or_filled(tmp_path, capsys, write_series):
     def blank(lines):
         lines[100][2] = ""
         lines[101][2] = "NaN"
@@ -201,9 +184,9 @@ def test_missing_values_are_refused_or_filled(tmp_path, capsys):
     err = error_of(["train", "--dataset", str(csv), "--run-dir", str(tmp_path / "r")], capsys)
     assert "2 missing value(s), first at line 102 column 'temp'" in err and "--fill interpolate" in err
     for fill in ("interpolate", "ffill"):
-        series = forecasting.load_series(config_for(csv, fill=fill), None)
-        assert not np.isnan(series["values"]).any()
-    filled = forecasting.load_series(config_for(csv, fill="ffill"), None)["values"]
+        series = data.load_series(config_for(csv, fill=fill), None)
+        assert not np.isnan(series.values).any()
+    filled = data.load_series(config_for(csv, fill="ffill"), None).values
     assert filled[100, 1] == filled[99, 1] and filled[101, 1] == filled[99, 1]
 
 
@@ -218,18 +201,18 @@ def test_missing_values_are_refused_or_filled(tmp_path, capsys):
     ],
     ids=["duplicate", "backwards", "constant", "not-a-number", "short-line"],
 )
-def test_bad_series_get_one_line_errors(tmp_path, capsys, edit, message):
+def test_bad_series_get_one_line_errors(tmp_path, capsys, edit, message, write_series):
     csv = write_series(tmp_path / "bad.csv", edit=edit)
     assert message in error_of(["train", "--dataset", str(csv), "--run-dir", str(tmp_path / "r")], capsys)
 
 
-def test_duplicates_can_be_dropped(tmp_path):
+def test_duplicates_can_be_dropped(tmp_path, write_series):
     csv = write_series(tmp_path / "dup.csv", edit=lambda lines: lines.insert(51, list(lines[50])))
-    series = forecasting.load_series(config_for(csv, drop_duplicates=True), None)
-    assert len(series["values"]) == 1200
+    series = data.load_series(config_for(csv, drop_duplicates=True), None)
+    assert len(series.values) == 1200
 
 
-def test_wrong_columns_and_short_series(tmp_path, capsys):
+def test_wrong_columns_and_short_series(tmp_path, capsys, write_series):
     csv = write_series(tmp_path / "s.csv")
     err = error_of(["train", "--dataset", str(csv), "--targets", "oil", "--run-dir", str(tmp_path / "r")], capsys)
     assert "no column 'oil'" in err and "columns are: load, temp, OT" in err
@@ -245,8 +228,8 @@ def test_wrong_columns_and_short_series(tmp_path, capsys):
 @pytest.mark.skipif(not SHARED_ETTH1.exists(), reason=f"the real ETTh1 file is not at {SHARED_ETTH1}")
 def test_real_etth1_splits():
     config = {**forecasting.DEFAULTS, "limit": None, "seed": 0}
-    series = forecasting.load_series(config, SHARED_ETTH1.parent)
-    assert series["features"] == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
-    assert len(series["values"]) == 17420
-    assert series["bounds"] == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
-    assert len(forecasting.window_starts(series, "test", config)) == 2785  # the papers' test set size
+    series = data.load_series(config, SHARED_ETTH1.parent)
+    assert series.features == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    assert len(series.values) == 17420
+    assert series.bounds(96) == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
+    assert len(windows.window_starts(series, "test", config)) == 2785  # the papers' test set size

@@ -1,19 +1,16 @@
 """The sentiment app end to end on a tiny IMDB in the published layout."""
 
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from apps import sentiment
-from apps.export import run_savedmodel_in_subprocess
+from seqapps.apps import sentiment
+from seqapps.apps.export import run_savedmodel_in_subprocess
+from seqapps.apps.sentiment import commands, data, model
 
 SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
-POSITIVE = "great wonderful excellent moving superb loved".split()
-NEGATIVE = "awful terrible boring dull waste hated".split()
-NEUTRAL = "the film movie plot actor scene story music".split()
 TINY_TRAINING = [
     "--units",
     "8",
@@ -32,29 +29,8 @@ TINY_TRAINING = [
 ]
 
 
-def make_imdb(root, per_class=(20, 10), seed=0):
-    """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal."""
-    rng = np.random.default_rng(seed)
-    for split, count in zip(("train", "test"), per_class, strict=True):
-        for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
-            folder = root / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(count):
-                text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
-                (folder / f"{i}_{rng.integers(*stars)}.txt").write_text(text.capitalize())
-    return root
-
-
-def make_tarball(data_dir, name="aclImdb_v1.tar.gz"):
-    archive = data_dir.parent / f"{data_dir.name}-archive" / name
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(data_dir / "aclImdb", arcname="aclImdb")
-    return archive
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, make_imdb):
     return make_imdb(tmp_path_factory.mktemp("imdb"))
 
 
@@ -65,9 +41,9 @@ def run_dir(data_dir, tmp_path_factory):
     return run_dir
 
 
-def test_load_imdb_directory_and_tarball_agree(data_dir):
-    from_dir = sentiment.load_imdb(data_dir)
-    from_tar = sentiment.load_imdb(make_tarball(data_dir).parent)
+def test_load_imdb_directory_and_tarball_agree(data_dir, make_tarball):
+    from_dir = data.load_imdb(data_dir)
+    from_tar = data.load_imdb(make_tarball(data_dir).parent)
     for split, n in (("train", 40), ("test", 20)):
         texts, labels = from_dir[split]
         assert len(texts) == n and labels.sum() == n // 2
@@ -75,6 +51,7 @@ def test_load_imdb_directory_and_tarball_agree(data_dir):
         np.testing.assert_array_equal(labels, from_tar[split][1])
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory(run_dir):
     for name in (
         "config.json",
@@ -93,6 +70,7 @@ def test_train_writes_the_run_directory(run_dir):
     assert len(history["loss"]) == 1 and "val_accuracy" in history
 
 
+@pytest.mark.slow
 def test_evaluate_writes_metrics(run_dir, capsys):
     metrics = sentiment.main(["evaluate", "--run-dir", str(run_dir)])
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -103,6 +81,7 @@ def test_evaluate_writes_metrics(run_dir, capsys):
     assert "roc_auc" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predict_from_arguments_file_and_stdin(run_dir, tmp_path, capsys, monkeypatch):
     sentiment.main(["predict", "--model", str(run_dir), "a superb film", "awful"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -122,16 +101,18 @@ def test_predict_from_arguments_file_and_stdin(run_dir, tmp_path, capsys, monkey
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_bad_texts_get_a_probability_from_keras_and_savedmodel(run_dir, tmp_path):
     export = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
-    texts = sentiment.EXPORT_CHECK_TEXTS
+    texts = commands.EXPORT_CHECK_TEXTS
     for path in (run_dir, export):
-        probabilities, labels = sentiment.predict_texts(path, texts)
+        probabilities, labels = commands.predict_texts(path, texts)
         assert probabilities.shape == (len(texts),)
         assert np.all(np.isfinite(probabilities)) and np.all((probabilities >= 0) & (probabilities <= 1))
         assert set(labels) <= {"positive", "negative"}
 
 
+@pytest.mark.slow
 def test_export_serves_raw_text_with_tensorflow_only(run_dir, tmp_path):
     exports = tmp_path / "saved_models" / "sentiment"
     first = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports)])
@@ -142,11 +123,12 @@ def test_export_serves_raw_text_with_tensorflow_only(run_dir, tmp_path):
 
     texts = ["a superb moving film", "boring and awful"]
     served = run_savedmodel_in_subprocess(first, {"text": np.array(texts, dtype="S")})
-    expected, labels = sentiment.predict_texts(run_dir, texts)
+    expected, labels = commands.predict_texts(run_dir, texts)
     np.testing.assert_allclose(served["probability"], expected, atol=1e-5)
     np.testing.assert_array_equal(served["label"].astype(str), labels)
 
 
+@pytest.mark.slow
 def test_export_never_overwrites_a_version(run_dir, tmp_path, capsys):
     exports = tmp_path / "exports"
     sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(exports), "--version", "3"])
@@ -158,6 +140,7 @@ def test_export_never_overwrites_a_version(run_dir, tmp_path, capsys):
     assert sorted(p.name for p in (exports / "3").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run(data_dir, tmp_path, interrupt_training):
     run_dir = tmp_path / "run"
     args = ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING, "--epochs", "2"]
@@ -173,6 +156,7 @@ def test_resume_continues_an_interrupted_run(data_dir, tmp_path, interrupt_train
     assert (run_dir / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_not_overwritten(run_dir, data_dir, capsys):
     with pytest.raises(SystemExit):
         sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING])
@@ -188,7 +172,7 @@ def test_wrong_data_dir_names_the_expected_layout(tmp_path, capsys):
     assert "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt" in err
 
 
-def test_corrupt_review_names_the_file(tmp_path, capsys):
+def test_corrupt_review_names_the_file(tmp_path, capsys, make_imdb):
     data_dir = make_imdb(tmp_path / "data")
     (data_dir / "aclImdb" / "train" / "pos" / "3_9.txt").write_bytes(b"great \xff\xfe film")
     with pytest.raises(SystemExit):
@@ -200,7 +184,7 @@ def test_corrupt_review_names_the_file(tmp_path, capsys):
 def test_binary_metrics():
     labels = np.array([1, 1, 1, 0, 0, 0])
     probabilities = np.array([0.9, 0.6, 0.4, 0.6, 0.2, 0.1])
-    metrics = sentiment.binary_metrics(labels, probabilities)
+    metrics = commands.binary_metrics(labels, probabilities)
     assert metrics["confusion_matrix"] == [[2, 1], [1, 2]]
     assert metrics["accuracy"] == pytest.approx(4 / 6)
     assert metrics["precision"] == pytest.approx(2 / 3) and metrics["recall"] == pytest.approx(2 / 3)
@@ -211,16 +195,16 @@ def test_binary_metrics():
 def test_cleaning_removes_markup_and_keeps_words():
     import tensorflow as tf
 
-    cleaned = sentiment.clean_review(tf.constant([b"Great<br />film, DON'T miss it!", b"caf\xc3\xa9 \xff ok"]))
+    cleaned = model.clean_review(tf.constant([b"Great<br />film, DON'T miss it!", b"caf\xc3\xa9 \xff ok"]))
     assert cleaned.numpy()[0].split() == [b"great", b"film", b"dont", b"miss", b"it"]
     assert cleaned.numpy()[1].split() == ["café".encode(), b"ok"]
 
 
 @pytest.mark.skipif(not SHARED_IMDB.exists(), reason=f"the real IMDB archive is not at {SHARED_IMDB}")
 def test_real_imdb_archive_loads_balanced():
-    data = sentiment.load_imdb(SHARED_IMDB.parent)
+    splits = data.load_imdb(SHARED_IMDB.parent)
     for split in ("train", "test"):
-        texts, labels = data[split]
+        texts, labels = splits[split]
         assert len(texts) == 25000
         assert labels.sum() == 12500
         assert all(isinstance(t, str) and t for t in texts[:100])

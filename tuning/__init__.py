@@ -1,2 +1,7 @@
-"""KerasTuner search spaces for the apps (`tuning.hypermodels`) and the `tune` command
-(`python -m tuning <app>`, or `seqapps tune <app>`)."""
+"""KerasTuner search over the apps' models: one `AppHyperModel` built from each app's
+contract (`tuning.hypermodel`), and the `tune` command (`seqapps tune <app>`, or
+`python -m seqapps.tuning <app>`)."""
+
+from seqapps.tuning.hypermodel import AppHyperModel, FailOnNaN
+
+__all__ = ["AppHyperModel", "FailOnNaN"]

@@ -1,4 +1,4 @@
-"""`seqapps tune <app>` (also `python -m tuning <app>`): a KerasTuner search over an
+"""`seqapps tune <app>` (also `python -m seqapps.tuning <app>`): a KerasTuner search over an
 app's model, the recurrent cell included.
 
     seqapps tune sentiment --data-dir ../shared/data --tuner bayesian --max-trials 20 --max-epochs 4 --limit 5000
@@ -21,18 +21,16 @@ The chief hands out trials and writes the results when all are done.
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import keras_tuner
-from keras_tuner.src.distribute import utils as distribute_utils
 
-from apps import runs
-from apps.cli import UsageError, require_positive
-from apps.plots import plot_trial_scores
-from apps.tables import markdown_table
-from tuning.hypermodels import HYPERMODELS
+from seqapps.apps import APPS, get_app, runs
+from seqapps.apps.cli import UsageError, absolute_path, positive_int
+from seqapps.apps.plots import plot_trial_scores
+from seqapps.apps.tables import markdown_table
+from seqapps.tuning.hypermodel import AppHyperModel
 
 TUNERS = {
     "hyperband": keras_tuner.Hyperband,
@@ -186,42 +184,49 @@ def train_arguments(values):
 
 
 def export_best(args, hypermodel, summary, out_dir):
+    """Retrain the best configuration on the full training split with the app's
+    `train` (resuming it if it was interrupted), and export it with its `export`."""
     app = hypermodel.app
     run_dir = out_dir / "best_run"
-    values = {
-        **{k: v for k, v in hypermodel.options.items() if k in app.DEFAULTS},
-        **summary["hyperparameters"],
-        "epochs": args.max_epochs,
-        "seed": args.seed,
-    }
+    options = {k: v for k, v in hypermodel.fixed.items() if k in app.defaults and v != app.defaults[k]}
+    values = {**options, **summary["hyperparameters"], "epochs": args.max_epochs, "seed": args.seed}
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     if (run_dir / "config.json").exists():
         app.main(["train", "--resume", "--run-dir", str(run_dir)])
     else:
         app.main(["train", *data, "--run-dir", str(run_dir), *train_arguments(values)])
-    export_dir = args.export_dir or os.path.join("saved_models", hypermodel.name)
+    export_dir = args.export_dir or os.path.join("saved_models", app.name)
     return app.main(["export", "--run-dir", str(run_dir), "--export-dir", export_dir])
+
+
+def is_worker():
+    """Whether this process is a worker of a distributed search: KerasTuner's
+    documented variables name the chief's address and this tuner, not the chief."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="seqapps tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("app", choices=list(HYPERMODELS))
+    parser.add_argument("app", choices=APPS)
     parser.add_argument("--tuner", default="hyperband", choices=list(TUNERS), help="(default: %(default)s)")
-    parser.add_argument("--max-trials", type=int, default=20, help="trials of bayesian and random (default: 20)")
-    parser.add_argument("--max-epochs", type=int, default=10, help="epochs per trial at most (default: 10)")
-    parser.add_argument("--executions-per-trial", type=int, default=1, help="(default: 1)")
-    parser.add_argument("--max-consecutive-failed-trials", type=int, default=3, help="(default: 3)")
+    parser.add_argument(
+        "--max-trials", type=positive_int, default=20, help="trials of bayesian and random (default: 20)"
+    )
+    parser.add_argument("--max-epochs", type=positive_int, default=10, help="epochs per trial at most (default: 10)")
+    parser.add_argument("--executions-per-trial", type=positive_int, default=1, help="(default: 1)")
+    parser.add_argument("--max-consecutive-failed-trials", type=positive_int, default=3, help="(default: 3)")
     parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="(default: %(default)s)")
     parser.add_argument("--project-name", help="(default: the app's name)")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     parser.add_argument(
         "--data-dir",
+        type=absolute_path,
         default=os.environ.get("SEQAPPS_DATA_DIR"),
         help="dataset directory (default: $SEQAPPS_DATA_DIR, else download)",
     )
-    parser.add_argument("--limit", type=int, help="use at most N training examples")
+    parser.add_argument("--limit", type=positive_int, help="use at most N training examples")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument(
         "--set",
@@ -234,37 +239,34 @@ def main(argv=None):
     parser.add_argument("--export-dir", help="(default: saved_models/<app>)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = parser.parse_args(argv)
-    require_positive(
-        parser, args, ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials", "limit")
-    )
     try:
         return tune(args)
     except UsageError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
 def tune(args):
-    hypermodel_class = HYPERMODELS[args.app]
+    app = get_app(args.app)
     sets = parse_sets(args.set)
-    options = {k: v for k, v in sets.items() if k in hypermodel_class.app.DEFAULTS}
-    hypermodel = hypermodel_class(args.data_dir, args.limit, args.seed, options)
+    options = {k: v for k, v in sets.items() if k in app.defaults}
+    config = {**app.defaults, **options, "seed": args.seed, "limit": args.limit, "data_dir": args.data_dir}
     space = keras_tuner.HyperParameters()
-    hypermodel.space(space)
+    app.search_space(space, config)
     names = list(space.values)
     unknown = [k for k in sets if k not in names and k not in options]
     if unknown:
         raise UsageError(
             f"--set {', '.join(unknown)}: not a hyperparameter ({', '.join(names)}) "
-            f"nor a {args.app} option ({', '.join(hypermodel.app.DEFAULTS)})"
+            f"nor a {args.app} option ({', '.join(app.defaults)})"
         )
     fixed = {k: v for k, v in sets.items() if k in names}
     if set(names) <= set(fixed):
         raise UsageError("empty search space: --set fixes every hyperparameter; leave at least one free")
+    hypermodel = AppHyperModel(app, config)
     tuner = make_tuner(args, hypermodel, fixed)
     tuner.search(epochs=args.max_epochs, verbose=args.verbose)
-    if distribute_utils.has_chief_oracle() and not distribute_utils.is_chief_oracle():
-        return None  # a worker: the chief writes the results
+    if is_worker():
+        return None  # the chief writes the results
     out_dir = Path(tuner.project_dir)
     summary = write_results(tuner, out_dir)
     print(f"\nBest trial {summary['trial']}: {summary['objective']} = {summary['score']:.4f}")

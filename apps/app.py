@@ -1,0 +1,143 @@
+"""What an app is: the contract that `train`, the command line and `seqapps tune` share.
+
+Each app (`apps/<app>/__init__.py`) fills in one `App`: its option table (defaults and
+help in one place), how to load its data, build its model and make its datasets, the
+validation metric it monitors, its search space, and its evaluate/predict/export
+commands. `App.train` is the one training flow:
+
+    config -> load(config) -> build_model(config, data) -> datasets(config, data, model) -> fit
+
+and `tuning.AppHyperModel` runs the same steps for each trial, so the tuned model is
+the app's model.
+"""
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from seqapps.apps import cli, runs
+from seqapps.layers import CELLS
+
+
+@dataclass(frozen=True)
+class Option:
+    """A training option: `name` in the config, `--name-with-dashes` on the command
+    line (unless `help` is None: then it is in the config only), its default, and
+    argparse's `type`, `choices` or `action`."""
+
+    name: str
+    default: Any
+    help: str | None
+    type: Callable[[str], Any] | None = None
+    choices: Sequence[Any] | None = None
+    action: Any = None
+
+
+def recurrent_options(*, cell, units, layers, bidirectional, dropout, recurrent_dropout) -> list[Option]:
+    """The options of the recurrent layers every app has, with the app's defaults."""
+    return [
+        Option("cell", cell, "recurrent cell", choices=list(CELLS)),
+        Option("units", units, "units per recurrent layer", cli.positive_int),
+        Option("layers", layers, "number of stacked recurrent layers", cli.positive_int),
+        Option("bidirectional", bidirectional, "bidirectional recurrent layers", action=argparse.BooleanOptionalAction),
+        Option("dropout", dropout, "dropout rate", float),
+        Option("recurrent_dropout", recurrent_dropout, "recurrent dropout rate", float),
+    ]
+
+
+def training_options(*, epochs, batch_size, learning_rate, patience) -> list[Option]:
+    """The options of `fit` every app has, with the app's defaults."""
+    return [
+        Option("epochs", epochs, "maximum number of epochs", cli.positive_int),
+        Option("batch_size", batch_size, "batch size", cli.positive_int),
+        Option("learning_rate", learning_rate, "Adam learning rate", float),
+        Option("patience", patience, "epochs without improvement before stopping early", cli.positive_int),
+    ]
+
+
+def recurrent_space(hp, units=(32, 64, 128), bidirectional=True) -> dict:
+    """The hyperparameters every app tunes, the cell first of all (`hp` is a KerasTuner
+    `HyperParameters`)."""
+    return {
+        "cell": hp.Choice("cell", list(CELLS)),
+        "units": hp.Choice("units", list(units)),
+        "layers": hp.Int("layers", 1, 2),
+        **({"bidirectional": hp.Boolean("bidirectional", default=True)} if bidirectional else {}),
+        "dropout": hp.Float("dropout", 0.0, 0.5, step=0.05),
+        "recurrent_dropout": hp.Float("recurrent_dropout", 0.0, 0.3, step=0.05),
+        "learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
+        "batch_size": hp.Choice("batch_size", [32, 64, 128]),
+    }
+
+
+@dataclass(frozen=True)
+class App:
+    """One application. A config is a dict: the option defaults, overridden by what
+    the user gave, plus `data_dir`, `limit` and `seed`.
+
+    Attributes:
+        name: The app's name on the command line and in run and export paths.
+        description: Shown by `seqapps <app> --help`.
+        options: The training options, defaults and help.
+        monitor, mode: The validation metric that early stopping, the best
+            checkpoint and tuning follow, and whether higher ("max") or lower
+            ("min") is better.
+        load: `load(config) -> data`: everything every model of a run (or every
+            trial of a search) trains on: the training and validation splits and
+            what is computed from them once (vocabularies, statistics).
+        build_model: `build_model(config, data) -> keras.Model`, compiled.
+        datasets: `datasets(config, data, model) -> (train, validation)` tf.data pipelines.
+        search_space: `search_space(hp, config) -> dict` of the tuned hyperparameters.
+        evaluate, predict, export: The other commands, each given the parsed arguments.
+        command_arguments: The commands' own arguments: command -> [(flags, argparse kwargs)].
+        run_files: `run_files(data) -> {file name: JSON-able data}` written into the
+            run directory before training, for the other commands.
+    """
+
+    name: str
+    description: str
+    options: Sequence[Option]
+    monitor: str
+    mode: str
+    load: Callable[[dict], Any]
+    build_model: Callable[[dict, Any], keras.Model]
+    datasets: Callable[[dict, Any, keras.Model], tuple]
+    search_space: Callable[[Any, dict], dict]
+    evaluate: Callable[[argparse.Namespace], Any]
+    predict: Callable[[argparse.Namespace], Any]
+    export: Callable[[argparse.Namespace], Any]
+    command_arguments: dict[str, list[tuple[tuple[str, ...], dict]]] = field(default_factory=dict)
+    run_files: Callable[[Any], dict] = lambda data: {}
+
+    @property
+    def defaults(self) -> dict:
+        return {option.name: option.default for option in self.options}
+
+    def main(self, argv: Sequence[str] | None = None):
+        """`seqapps <app> ...`: parse `argv` (default: sys.argv) and run the command."""
+        return cli.run(self, argv)
+
+    def train(self, args: argparse.Namespace) -> keras.Model:
+        """The `train` command: a new run directory (or the one to --resume), then
+        load -> build -> fit. Returns the best model."""
+        run_dir, config = runs.prepare_run_dir(self.name, args, self.defaults)
+        keras.utils.set_random_seed(config["seed"])
+        data = self.load(config)
+        for file_name, content in self.run_files(data).items():
+            runs.save_json(run_dir / file_name, content)
+        print(f"Run directory {run_dir}")
+        model = self.build_model(config, data)
+        train_data, validation_data = self.datasets(config, data, model)
+        return runs.fit(
+            model,
+            train_data,
+            validation_data,
+            run_dir,
+            config,
+            monitor=self.monitor,
+            mode=self.mode,
+            verbose=args.verbose,
+        )

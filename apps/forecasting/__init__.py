@@ -1,0 +1,70 @@
+"""Multivariate time-series forecasting: raw-unit history in, raw-unit forecast out.
+
+    seqapps forecasting train --data-dir ../shared/data [--dataset etth1|jena|PATH.csv] [--horizon 96]
+    seqapps forecasting evaluate --run-dir runs/forecasting/<time>
+    seqapps forecasting predict --model runs/forecasting/<time> series.csv
+    seqapps forecasting export --run-dir runs/forecasting/<time>
+
+The model standardises its input with statistics of the training split and returns
+raw units, so the statistics travel with it (and with the export). Each variable's
+window is one sequence, cut into segments that a recurrent encoder reads (the
+channel-independent, segment-wise recurrence of SegRNN, Lin et al. 2023); a dense
+head predicts all `horizon` steps at once, or an autoregressive decoder predicts
+them a segment at a time. `evaluate` reports the model next to persistence,
+seasonal-naive and linear baselines under the same protocol.
+"""
+
+from seqapps.apps import cli
+from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
+from seqapps.apps.forecasting import commands, data, model, windows
+
+OPTIONS = [
+    Option("dataset", "etth1", "etth1, jena, or a CSV path", data.dataset_name_or_path),
+    Option("date_column", None, "the time column (default: the dataset's, or a CSV's first column)"),
+    Option("features", None, "comma-separated input columns (default: all but the time)"),
+    Option("targets", None, "comma-separated columns to forecast (default: all features)"),
+    Option("fill", None, "fill missing values (default: refuse)", choices=["interpolate", "ffill"]),
+    Option(
+        "drop_duplicates", False, "keep the first of rows with the same time (default: refuse)", action="store_true"
+    ),
+    Option("lookback", 96, "steps of history", cli.positive_int),
+    Option("horizon", 96, "steps to forecast", cli.positive_int),
+    Option("stride", 1, "steps between training windows", cli.positive_int),
+    Option("segment", 12, "steps per segment the recurrent encoder reads", cli.positive_int),
+    Option("season", 24, "season length of the seasonal-naive baseline", cli.positive_int),
+    Option("decoder", "direct", "how the forecast is made", choices=["direct", "autoregressive"]),
+    *recurrent_options(cell="gru", units=256, layers=1, bidirectional=False, dropout=0.1, recurrent_dropout=0.0),
+    *training_options(epochs=30, batch_size=64, learning_rate=1e-3, patience=5),
+]
+
+
+def search_space(hp, config):
+    # Lookbacks around the configured one, whole numbers of segments.
+    base, segment = config["lookback"], config["segment"]
+    lookbacks = sorted({max(segment, round(base * f / segment) * segment) for f in (0.5, 1, 2)})
+    return {
+        **recurrent_space(hp, units=(64, 128, 256), bidirectional=False),
+        "lookback": hp.Choice("lookback", lookbacks),
+    }
+
+
+APP = App(
+    name="forecasting",
+    description=__doc__,
+    options=OPTIONS,
+    monitor="val_loss",
+    mode="min",
+    load=data.load,
+    build_model=model.build_model,
+    datasets=windows.datasets,
+    search_space=search_space,
+    evaluate=commands.evaluate,
+    predict=commands.predict,
+    export=commands.export,
+    command_arguments={
+        "predict": [(("--output",), {"help": "write the forecast CSV here instead of printing it"})],
+    },
+    run_files=lambda series: {"series.json": series.summary()},
+)
+DEFAULTS = APP.defaults
+main = APP.main

@@ -1,0 +1,3 @@
+from seqapps.apps.forecasting import main
+
+main()

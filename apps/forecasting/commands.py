@@ -1,0 +1,149 @@
+"""`seqapps forecasting evaluate | predict | export`."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from seqapps.apps import runs
+from seqapps.apps.cli import UsageError
+from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
+from seqapps.apps.forecasting import baselines
+from seqapps.apps.forecasting.data import load_series, read_table, select_columns
+from seqapps.apps.forecasting.windows import windows
+from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
+
+
+def forecast_errors(predicted, actual, std):
+    """MSE and MAE on the standardised scale, and MAE in raw units: overall, per target, per step."""
+    error = predicted - actual
+    scaled = error / std
+    return {
+        "mse": float(np.mean(scaled**2)),
+        "mae": float(np.mean(np.abs(scaled))),
+        "mae_raw": float(np.mean(np.abs(error))),
+        "per_target": {
+            "mse": np.mean(scaled**2, axis=(0, 1)).tolist(),
+            "mae": np.mean(np.abs(scaled), axis=(0, 1)).tolist(),
+            "mae_raw": np.mean(np.abs(error), axis=(0, 1)).tolist(),
+        },
+        "per_step": {
+            "mse": np.mean(scaled**2, axis=(0, 2)).tolist(),
+            "mae": np.mean(np.abs(scaled), axis=(0, 2)).tolist(),
+        },
+    }
+
+
+def evaluate(args):
+    model, run_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
+    config = runs.load_json(run_dir / "config.json")
+    series = load_series(config, args.data_dir or config["data_dir"])
+    history, actual = windows(series, "test", config)
+    if args.limit:
+        history, actual = history[: args.limit], actual[: args.limit]
+    index, horizon = series.target_index, config["horizon"]
+    train_history, train_future = windows(series, "train", config)
+    forecasts = {
+        "model": model.predict(history, batch_size=256, verbose=1),
+        "persistence": baselines.persistence(history, index, horizon),
+        "seasonal_naive": baselines.seasonal_naive(history, index, horizon, config["season"]),
+        "linear": baselines.linear(history, index, baselines.fit_linear(train_history, train_future, index)),
+    }
+    std = series.std[index]
+    metrics = {
+        "test_windows": len(history),
+        "targets": series.targets,
+        "horizon": horizon,
+        **{name: forecast_errors(predicted, actual, std) for name, predicted in forecasts.items()},
+    }
+    runs.save_json(run_dir / "metrics.json", metrics)
+    plot_forecasts(history[:, :, index], actual, forecasts, series.targets, run_dir / "forecasts.png")
+    plot_error_by_horizon(
+        {name: metrics[name]["per_step"]["mse"] for name in forecasts}, run_dir / "error_by_horizon.png"
+    )
+    print(f"\nTest windows: {len(history):,}; horizon {horizon}; targets {', '.join(series.targets)}")
+    print(f"{'':16}{'MSE':>8}{'MAE':>8}{'raw MAE':>10}   (MSE and MAE on the standardised scale)")
+    for name in forecasts:
+        m = metrics[name]
+        print(f"{name:16}{m['mse']:8.4f}{m['mae']:8.4f}{m['mae_raw']:10.4f}")
+    print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png and error_by_horizon.png")
+    return metrics
+
+
+def load_forecaster(model_path):
+    """(info, forecast function) of a .keras model, a run directory or a SavedModel;
+    info holds the series summary, lookback and horizon."""
+    model_path = Path(model_path)
+    if is_savedmodel(model_path):
+        signature = load_serving_signature(model_path)
+
+        def forecast(history):
+            return signature(history=tf.constant(history))["forecast"].numpy()
+
+        return runs.load_json(model_path / "seqapps.json"), forecast
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    model = runs.load_model(model_path)
+
+    def forecast(history):
+        return model.predict(history, verbose=0)
+
+    return {**runs.load_json(run_dir / "config.json"), **runs.load_json(run_dir / "series.json")}, forecast
+
+
+def predict(args):
+    if len(args.inputs) != 1:
+        raise UsageError("give one CSV file: the forecast starts after its last --lookback rows")
+    info, forecast_fn = load_forecaster(args.model)
+    times, columns, values = read_table(args.inputs[0], info["date_column"], info["time_format"])
+    features = select_columns(columns, info["features"], "the model's features", args.inputs[0])
+    values = values[:, [columns.index(name) for name in features]]
+    if len(values) < info["lookback"]:
+        raise UsageError(f"{args.inputs[0]}: {len(values)} rows, the model needs the last {info['lookback']}")
+    history = values[-info["lookback"] :]
+    if np.isnan(history).any():
+        raise UsageError(f"{args.inputs[0]}: missing values in the last {info['lookback']} rows; fill them first")
+    forecast = forecast_fn(history[None].astype("float32"))[0]
+    step = timedelta(seconds=info["time_step_seconds"])
+    lines = [",".join(["date", *info["targets"]])]
+    for k, row in enumerate(forecast, start=1):
+        lines.append(",".join([(times[-1] + k * step).isoformat(sep=" "), *(f"{v:.6g}" for v in row)]))
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"Wrote {len(forecast)} forecast steps to {args.output}")
+    else:
+        print(text, end="")
+    return forecast
+
+
+def export(args):
+    run_dir = Path(args.run_dir)
+    model = runs.load_model(run_dir)
+    config = runs.load_json(run_dir / "config.json")
+    info = {**runs.load_json(run_dir / "series.json"), "lookback": config["lookback"], "horizon": config["horizon"]}
+    lookback, n_features = model.input_shape[1:]
+
+    def serve(history):
+        history = tf.debugging.assert_all_finite(
+            history, "history holds NaN or Inf: send complete windows (fill gaps before forecasting)"
+        )
+        return {"forecast": model(history, training=False)}
+
+    rng = np.random.default_rng(0)
+    sample = np.array(info["mean"]) + np.array(info["std"]) * rng.normal(size=(4, lookback, n_features))
+    sample = sample.astype("float32")
+    expected = model.predict(sample, verbose=0)
+
+    path = export_savedmodel(
+        model,
+        serve,
+        examples={"history": sample},
+        expected={"forecast": expected},
+        export_dir=args.export_dir,
+        version=args.version,
+        atol=1e-4,
+        files={"seqapps.json": info},
+    )
+    print(f"Exported {path} (checked in a TensorFlow-only process)")
+    return path

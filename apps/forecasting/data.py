@@ -1,0 +1,256 @@
+"""Reading a series from a CSV file, with its checks (missing values, times out of
+order, constant columns, unknown columns), and its chronological splits."""
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from seqapps.apps.cli import UsageError
+
+DATASETS = {
+    # name: (file in --data-dir, download URL, date column, time format or None for ISO 8601)
+    "etth1": (
+        "ETTh1.csv",
+        "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv",
+        "date",
+        None,
+    ),
+    "jena": (
+        "jena_climate_2009_2016.csv",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/jena_climate_2009_2016.csv.zip",
+        "Date Time",
+        "%d.%m.%Y %H:%M:%S",
+    ),
+}
+MISSING = {"", "nan", "na", "n/a", "null", "none"}
+
+
+def find_csv(dataset, data_dir):
+    """The CSV file of `dataset` (a name in DATASETS or a path), downloading it if need be."""
+    if dataset not in DATASETS:
+        path = Path(dataset)
+        if not path.is_file():
+            raise UsageError(f"--dataset {dataset}: no such file; give a CSV path or one of: {', '.join(DATASETS)}")
+        return path
+    filename, url, _, _ = DATASETS[dataset]
+    if data_dir is not None:
+        path = Path(data_dir) / filename
+        if not path.is_file():
+            raise UsageError(f"{path} not found: --data-dir must hold {filename} for --dataset {dataset}")
+        return path
+    downloaded = Path(keras.utils.get_file(origin=url, extract=url.endswith(".zip")))
+    return next(downloaded.rglob(filename)) if downloaded.is_dir() else downloaded
+
+
+def parse_time(text, time_format, where):
+    try:
+        return datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{where}: cannot read {text!r} as a time"
+            + (f" in the format {time_format}" if time_format else " (expected ISO 8601)")
+        ) from None
+
+
+def read_header(path):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])
+
+
+def read_table(path, date_column=None, time_format=None):
+    """(times, column names, values) of a CSV with a time column and numeric columns.
+
+    Missing cells (empty, NaN, NA, null) are NaN in `values`; anything else that is
+    not a number is an error naming its row and column.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path} as a UTF-8 CSV file: {e}") from None
+    if len(rows) < 2:
+        raise UsageError(f"{path}: expected a header line and data rows")
+    header, rows = rows[0], rows[1:]
+    date_column = date_column or header[0]
+    if date_column not in header:
+        raise UsageError(f"{path}: no time column {date_column!r}; columns are: {', '.join(header)}")
+    date_index = header.index(date_column)
+    columns = [name for name in header if name != date_column]
+    times, values = [], np.empty((len(rows), len(columns)))
+    for r, row in enumerate(rows):
+        line = r + 2
+        if len(row) != len(header):
+            raise UsageError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}")
+        times.append(parse_time(row[date_index], time_format, f"{path}, line {line}"))
+        for c, cell in enumerate(cell for i, cell in enumerate(row) if i != date_index):
+            try:
+                values[r, c] = np.nan if cell.strip().lower() in MISSING else float(cell)
+            except ValueError:
+                raise UsageError(f"{path}, line {line}, column {columns[c]!r}: {cell!r} is not a number") from None
+    return np.array(times), columns, values
+
+
+def select_columns(columns, wanted, what, path):
+    if wanted is None:
+        return list(columns)
+    names = [name.strip() for name in wanted.split(",")] if isinstance(wanted, str) else list(wanted)
+    unknown = [name for name in names if name not in columns]
+    if unknown:
+        raise UsageError(
+            f"{path}: no column {', '.join(map(repr, unknown))} for {what}; columns are: {', '.join(columns)}"
+        )
+    return names
+
+
+def check_times(times, drop_duplicates, path):
+    """Keep rows in time order; refuse (or with drop_duplicates, drop) repeated times."""
+    steps = np.array([(b - a).total_seconds() for a, b in zip(times[:-1], times[1:], strict=True)])
+    backwards = np.flatnonzero(steps < 0)
+    if backwards.size:
+        i = backwards[0] + 1
+        raise UsageError(
+            f"{path}: times go backwards at line {i + 2} ({times[i]} after {times[i - 1]}); sort the file by time"
+        )
+    repeated = np.flatnonzero(steps == 0) + 1
+    if repeated.size and not drop_duplicates:
+        raise UsageError(
+            f"{path}: {repeated.size} repeated time(s), first at line {repeated[0] + 2} "
+            f"({times[repeated[0]]}); pass --drop-duplicates to keep the first row of each"
+        )
+    return np.setdiff1d(np.arange(len(times)), repeated)
+
+
+def fill_missing(values, columns, fill, path):
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    rows, cols = np.nonzero(missing)
+    where = ", ".join(f"line {r + 2} column {columns[c]!r}" for r, c in list(zip(rows, cols, strict=True))[:3])
+    if fill is None:
+        raise UsageError(
+            f"{path}: {missing.sum()} missing value(s), first at {where}; pass --fill interpolate or --fill ffill"
+        )
+    filled = values.copy()
+    for c in range(values.shape[1]):
+        known = np.flatnonzero(~missing[:, c])
+        if known.size == 0:
+            raise UsageError(f"{path}: column {columns[c]!r} has no values at all")
+        if fill == "interpolate":
+            filled[:, c] = np.interp(np.arange(len(values)), known, values[known, c])
+        else:  # ffill; leading gaps take the first known value
+            index = np.maximum.accumulate(np.where(missing[:, c], 0, np.arange(len(values))))
+            index[: known[0]] = known[0]
+            filled[:, c] = values[index, c]
+    return filled
+
+
+def dataset_name_or_path(text):
+    """An argparse type for --dataset: a known name as it is, a file path made absolute."""
+    return text if text in DATASETS else str(Path(text).expanduser().resolve())
+
+
+def split_ends(n_rows, dataset):
+    """The rows where the training, validation and test splits end."""
+    if dataset == "etth1":  # 12/4/4 months of 30 days, as in Informer, DLinear, PatchTST
+        return 8640, 11520, 14400
+    return int(n_rows * 0.7), n_rows - int(n_rows * 0.2), n_rows  # 70/10/20, as the same papers split others
+
+
+def split_bounds(ends, lookback):
+    """Row ranges of the splits; validation and test start `lookback` rows early so
+    their first window's history is the previous split's tail."""
+    train_end, val_end, test_end = ends
+    return {"train": (0, train_end), "val": (train_end - lookback, val_end), "test": (val_end - lookback, test_end)}
+
+
+@dataclass
+class Series:
+    """A checked multivariate series: `values` (rows, features) in raw units, float32,
+    the targets among the features, the chronological splits, and the training
+    split's mean and standard deviation of each feature."""
+
+    path: Path
+    date_column: str
+    time_format: str | None
+    times: np.ndarray
+    values: np.ndarray
+    features: list[str]
+    targets: list[str]
+    split_ends: tuple[int, int, int]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def target_index(self):
+        return [self.features.index(name) for name in self.targets]
+
+    def bounds(self, lookback):
+        return split_bounds(self.split_ends, lookback)
+
+    def summary(self):
+        """What predict and export need to know about the series, without the data."""
+        steps = [(b - a).total_seconds() for a, b in zip(self.times[:-1], self.times[1:], strict=True)]
+        return {
+            "path": str(self.path),
+            "date_column": self.date_column,
+            "time_format": self.time_format,
+            "features": self.features,
+            "targets": self.targets,
+            "time_step_seconds": float(np.median(steps)),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+
+def load_series(config, data_dir) -> Series:
+    """The series `config` names (dataset, columns, fill, drop_duplicates), checked."""
+    dataset = config["dataset"]
+    path = find_csv(dataset, data_dir)
+    _, _, date_column, time_format = DATASETS.get(dataset, (None, None, None, None))
+    date_column = config["date_column"] or date_column
+    times, columns, values = read_table(path, date_column, time_format)
+    features = select_columns(columns, config["features"], "--features", path)
+    targets = select_columns(features, config["targets"], "--targets (which must be among the features)", path)
+    values = values[:, [columns.index(name) for name in features]]
+    keep = check_times(times, config["drop_duplicates"], path)
+    times, values = times[keep], fill_missing(values[keep], features, config["fill"], path)
+    ends = split_ends(len(values), dataset)
+    needed = config["lookback"] + config["horizon"]
+    for split, (start, end) in split_bounds(ends, config["lookback"]).items():
+        if end - start < needed:
+            raise UsageError(
+                f"{path}: the {split} split has {end - start} rows, fewer than lookback + horizon "
+                f"= {needed}; use a longer series or a shorter --lookback/--horizon"
+            )
+    train = values[: ends[0]]
+    constant = [name for name, std in zip(features, train.std(axis=0), strict=True) if std == 0]
+    if constant:
+        raise UsageError(
+            f"{path}: column(s) {', '.join(map(repr, constant))} are constant in the training split; "
+            "leave them out of --features"
+        )
+    return Series(
+        path=path,
+        date_column=date_column or read_header(path)[0],
+        time_format=time_format,
+        times=times,
+        values=values.astype("float32"),
+        features=features,
+        targets=targets,
+        split_ends=ends,
+        mean=train.mean(axis=0),
+        std=train.std(axis=0),
+    )
+
+
+def load(config) -> Series:
+    series = load_series(config, config["data_dir"])
+    print(
+        f"{len(series.values):,} rows of {len(series.features)} variables from {series.path}; "
+        f"forecasting {', '.join(series.targets)}"
+    )
+    return series

@@ -1,0 +1,164 @@
+"""The forecasting model: raw-unit history -> standardise -> segment-wise recurrent
+forecaster -> raw-unit forecast."""
+
+import keras
+from keras import ops
+
+from seqapps.layers import make_rnn
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class SegmentRecurrentForecaster(keras.layers.Layer):
+    """Standardised history (batch, lookback, features) -> standardised forecast
+    (batch, horizon, targets), one variable at a time with shared weights.
+
+    Each window is re-centred on its last value (and the forecast shifted back),
+    cut into segments of `segment` steps, embedded, and read by recurrent layers
+    from `make_rnn`. `decoder="direct"` maps the final state to all `horizon` steps;
+    `"autoregressive"` decodes a segment at a time, feeding each back in.
+    """
+
+    def __init__(
+        self,
+        lookback,
+        horizon,
+        segment,
+        target_index,
+        cell,
+        units,
+        layers,
+        dropout,
+        recurrent_dropout,
+        decoder="direct",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if lookback % segment or horizon % segment:
+            raise ValueError(f"--segment {segment} must divide --lookback {lookback} and --horizon {horizon}")
+        self.lookback, self.horizon, self.segment = lookback, horizon, segment
+        self.target_index = list(target_index)
+        self.cell, self.units, self.layers = cell, units, layers
+        self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self.decoder, self.seed = decoder, seed
+        self.embed = keras.layers.Dense(units, activation="relu", name="segment_embedding")
+        self.encoder = [
+            make_rnn(
+                cell,
+                units,
+                return_sequences=i < layers - 1,
+                return_state=i == layers - 1,
+                dropout=dropout if i else 0.0,
+                recurrent_dropout=recurrent_dropout,
+                seed=None if seed is None else seed + i,
+                name=f"encoder_{i}",
+            )
+            for i in range(layers)
+        ]
+        self.head_dropout = keras.layers.Dropout(dropout, seed=seed)
+        if decoder == "direct":
+            self.head = keras.layers.Dense(horizon, name="head")
+        elif decoder == "autoregressive":
+            self.decoder_rnn = make_rnn(
+                cell, units, return_state=True, recurrent_dropout=recurrent_dropout, seed=seed, name="decoder"
+            )
+            self.head = keras.layers.Dense(segment, name="head")
+        else:
+            raise ValueError(f"Unknown decoder {decoder!r}; valid: direct, autoregressive.")
+
+    def build(self, input_shape):
+        n_segments = self.lookback // self.segment
+        self.embed.build((None, n_segments, self.segment))
+        shape = (None, n_segments, self.units)
+        for rnn in self.encoder:
+            rnn.build(shape)
+        if self.decoder == "autoregressive":
+            self.decoder_rnn.build((None, 1, self.units))
+            self.head.build((None, self.units))
+        else:
+            self.head.build((None, self.units))
+
+    def call(self, history, training=False):
+        last = history[:, -1:, :]
+        x = ops.transpose(history - last, (0, 2, 1))  # (batch, features, lookback)
+        features = history.shape[-1]
+        segments = ops.reshape(x, (-1, self.lookback // self.segment, self.segment))
+        h = self.embed(segments)
+        for rnn in self.encoder[:-1]:
+            h = rnn(h, training=training)
+        h, *states = self.encoder[-1](h, training=training)
+        if self.decoder == "direct":
+            y = self.head(self.head_dropout(h, training=training))
+        else:
+            pieces, segment = [], segments[:, -1, :]
+            for _ in range(self.horizon // self.segment):
+                h, *states = self.decoder_rnn(self.embed(segment)[:, None, :], initial_state=states, training=training)
+                segment = self.head(self.head_dropout(h, training=training))
+                pieces.append(segment)
+            y = ops.concatenate(pieces, axis=-1)
+        y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) + last
+        return ops.take(y, self.target_index, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon, len(self.target_index))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "segment": self.segment,
+            "target_index": self.target_index,
+            "cell": self.cell,
+            "units": self.units,
+            "layers": self.layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "decoder": self.decoder,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class StandardizedMeanSquaredError(keras.losses.Loss):
+    """MSE of raw-unit forecasts measured in standard deviations of each target: the
+    benchmark's loss, with every variable weighing the same whatever its unit."""
+
+    def __init__(self, scale, name="standardized_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale = [float(s) for s in scale]
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square((y_true - y_pred) / ops.convert_to_tensor(self.scale)), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def build_model(config, series):
+    """The compiled model for `config`, standardising with the statistics of `series` (`data.Series`)."""
+    mean, var, index = series.mean, series.std**2, series.target_index
+    history = keras.Input((config["lookback"], len(series.features)), name="history")
+    x = keras.layers.Normalization(mean=mean, variance=var, name="standardize")(history)
+    x = SegmentRecurrentForecaster(
+        lookback=config["lookback"],
+        horizon=config["horizon"],
+        segment=config["segment"],
+        target_index=index,
+        cell=config["cell"],
+        units=config["units"],
+        layers=config["layers"],
+        dropout=config["dropout"],
+        recurrent_dropout=config["recurrent_dropout"],
+        decoder=config["decoder"],
+        seed=config["seed"],
+        name="forecaster",
+    )(x)
+    forecast = keras.layers.Normalization(mean=mean[index], variance=var[index], invert=True, name="forecast")(x)
+    model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        loss=StandardizedMeanSquaredError(series.std[index]),
+        metrics=["mae"],
+    )
+    return model

@@ -1,0 +1,48 @@
+"""Windows of a series: (history, future) pairs cut from each split, as arrays or
+as a tf.data pipeline."""
+
+import numpy as np
+import tensorflow as tf
+
+from seqapps.apps.forecasting.data import Series
+
+
+def window_starts(series: Series, split, config):
+    """First rows of the split's windows; --limit keeps a seeded sample of the training ones."""
+    start, end = series.bounds(config["lookback"])[split]
+    last = end - config["lookback"] - config["horizon"]
+    starts = np.arange(start, last + 1, config["stride"] if split == "train" else 1)
+    if split == "train" and config["limit"] and config["limit"] < len(starts):
+        starts = np.sort(np.random.default_rng(config["seed"]).choice(starts, config["limit"], replace=False))
+    return starts
+
+
+def windows(series: Series, split, config):
+    """All (history, future) windows of a split as arrays, in raw units."""
+    lookback, horizon = config["lookback"], config["horizon"]
+    starts = window_starts(series, split, config)
+    history = np.stack([series.values[s : s + lookback] for s in starts])
+    future = np.stack([series.values[s + lookback : s + lookback + horizon][:, series.target_index] for s in starts])
+    return history, future
+
+
+def dataset(series: Series, split, config, shuffle_seed=None):
+    """Windows of a split as a batched tf.data pipeline, cut on the fly from the series."""
+    values = tf.constant(series.values)
+    targets = tf.constant(series.target_index)
+    lookback, horizon = config["lookback"], config["horizon"]
+    starts = window_starts(series, split, config)
+
+    def cut(start):
+        history = values[start : start + lookback]
+        future = tf.gather(values[start + lookback : start + lookback + horizon], targets, axis=1)
+        return history, future
+
+    ds = tf.data.Dataset.from_tensor_slices(starts)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE).batch(config["batch_size"]).prefetch(tf.data.AUTOTUNE)
+
+
+def datasets(config, series: Series, model):
+    return dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)

@@ -1,0 +1,51 @@
+"""IMDB sentiment: raw review text in, probability of a positive review out.
+
+    seqapps sentiment train --data-dir ../shared/data [--cell peephole] [--epochs 10]
+    seqapps sentiment evaluate --run-dir runs/sentiment/<time>
+    seqapps sentiment predict --model runs/sentiment/<time> "A wonderful film." "Dreadful."
+    seqapps sentiment export --run-dir runs/sentiment/<time>
+
+The model reads raw strings: cleaning (<br /> tags, case, punctuation) and the
+vocabulary (TextVectorization, adapted on the training split only) live inside it,
+and so inside the export.
+"""
+
+from seqapps.apps import cli
+from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
+from seqapps.apps.sentiment import commands, data, model
+
+OPTIONS = [
+    *recurrent_options(cell="lstm", units=64, layers=1, bidirectional=True, dropout=0.25, recurrent_dropout=0.0),
+    Option("vocab_size", 20000, "vocabulary size", cli.positive_int),
+    Option("embedding_dim", 128, "embedding size", cli.positive_int),
+    Option("sequence_length", 400, "tokens kept per review", cli.positive_int),
+    Option("validation_fraction", 0.1, None),
+    *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),
+]
+
+
+def search_space(hp, config):
+    return {
+        **recurrent_space(hp),
+        "vocab_size": hp.Choice("vocab_size", [5000, 10000, 20000]),
+        "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256]),
+        "sequence_length": hp.Choice("sequence_length", [200, 300, 400, 600]),
+    }
+
+
+APP = App(
+    name="sentiment",
+    description=__doc__,
+    options=OPTIONS,
+    monitor="val_accuracy",
+    mode="max",
+    load=data.load,
+    build_model=model.build_model,
+    datasets=data.datasets,
+    search_space=search_space,
+    evaluate=commands.evaluate,
+    predict=commands.predict,
+    export=commands.export,
+)
+DEFAULTS = APP.defaults
+main = APP.main

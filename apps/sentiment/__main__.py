@@ -1,0 +1,3 @@
+from seqapps.apps.sentiment import main
+
+main()

@@ -1,0 +1,136 @@
+"""The Large Movie Review Dataset (IMDB): reading its published files, the seeded
+validation split, and the tf.data pipelines."""
+
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from seqapps.apps.cli import UsageError
+from seqapps.apps.sentiment.model import adapt_vocabulary
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb_v1_labeled.tar.gz")
+IMDB_LAYOUT = "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a directory or inside " + " or ".join(IMDB_ARCHIVES)
+REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+
+def find_imdb(data_dir):
+    """The IMDB source: an `aclImdb` directory or a tarball; downloads one without `data_dir`."""
+    if data_dir is None:
+        return Path(keras.utils.get_file(origin=IMDB_URL))  # cached in ~/.keras/datasets, not unpacked
+    path = Path(data_dir)
+    if path.is_file():
+        return path
+    for candidate in (path / "aclImdb", path):
+        if (candidate / "train").is_dir() or (candidate / "test").is_dir():
+            return candidate
+    for name in IMDB_ARCHIVES:
+        if (path / name).is_file():
+            return path / name
+    raise UsageError(f"no IMDB data in {path}: expected {IMDB_LAYOUT}")
+
+
+def iter_review_files(source):
+    """(relative path, bytes) of every review file, read straight from a tarball if
+    need be, with a progress bar: files read of all files, or megabytes of the archive."""
+    if source.is_dir():
+        paths = sorted(source.glob("*/*/*.txt"))
+        progress = keras.utils.Progbar(len(paths), unit_name="file")
+        for i, path in enumerate(paths, 1):
+            yield path.relative_to(source).as_posix(), path.read_bytes()
+            if i % 1000 == 0 or i == len(paths):
+                progress.update(i)
+        return
+    megabytes = source.stat().st_size / 2**20
+    progress = keras.utils.Progbar(round(megabytes), unit_name="MB")
+    try:
+        with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
+            for member in archive:  # streaming: nothing is unpacked to disk
+                if member.isfile() and REVIEW_PATH.search(member.name):
+                    yield member.name, archive.extractfile(member).read()
+                    progress.update(round(raw.tell() / 2**20))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise UsageError(f"cannot read {source}: {e}; the archive is damaged, download it again") from None
+    progress.update(round(megabytes), finalize=True)
+
+
+def load_imdb(data_dir=None, splits=("train", "test")):
+    """The Large Movie Review Dataset: {split: (texts, labels)}, label 1 = positive.
+
+    `data_dir` holds the published layout (directory or tarball, see IMDB_LAYOUT);
+    without it the official archive is downloaded once and cached.
+    """
+    source = find_imdb(data_dir)
+    reviews = {split: [] for split in splits}
+    for name, raw in iter_review_files(source):
+        match = REVIEW_PATH.search(name)
+        if not match or match[1] not in reviews:
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"{source}: review {name} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                "replace it with the file from the official archive"
+            ) from None
+        reviews[match[1]].append((int(match[2] == "pos"), int(match[3]), text))
+    result = {}
+    for split, items in reviews.items():
+        if not items:
+            raise UsageError(f"no {split} reviews in {source}: expected {IMDB_LAYOUT}")
+        items.sort()  # the order of files on disk or in the archive varies
+        result[split] = (np.array([text for _, _, text in items], dtype=object), np.array([y for y, _, _ in items]))
+    return result
+
+
+def sample(texts, labels, limit, seed):
+    """At most `limit` examples, drawn at random (seeded)."""
+    if limit is None or limit >= len(texts):
+        return texts, labels
+    keep = np.random.default_rng(seed).permutation(len(texts))[:limit]
+    return texts[keep], labels[keep]
+
+
+def split_validation(texts, labels, fraction, seed):
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_val = max(1, int(round(len(texts) * fraction)))
+    val, train = order[:n_val], order[n_val:]
+    return (texts[train], labels[train]), (texts[val], labels[val])
+
+
+@dataclass
+class Reviews:
+    """What a run trains on: (texts, labels) of the training and validation splits,
+    and the training split's vocabulary, by frequency (any prefix is the vocabulary
+    of that size)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray]
+    vocabulary: list[str]
+
+
+def load(config) -> Reviews:
+    texts, labels = sample(*load_imdb(config["data_dir"], splits=("train",))["train"], config["limit"], config["seed"])
+    train, validation = split_validation(texts, labels, fraction=config["validation_fraction"], seed=config["seed"])
+    print(f"{len(train[0]):,} training and {len(validation[0]):,} validation reviews")
+    return Reviews(train, validation, adapt_vocabulary(train[0]))
+
+
+def dataset(texts, labels, batch_size, shuffle_seed=None):
+    ds = tf.data.Dataset.from_tensor_slices((texts.astype(str), labels.astype("float32")))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def datasets(config, reviews: Reviews, model):
+    return (
+        dataset(*reviews.train, config["batch_size"], shuffle_seed=config["seed"]),
+        dataset(*reviews.validation, config["batch_size"]),
+    )

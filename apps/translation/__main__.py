@@ -1,0 +1,3 @@
+from seqapps.apps.translation import main
+
+main()

@@ -1,0 +1,35 @@
+"""The command line every app shares: options from each app's table, their checks,
+and paths stored so that a run works from any directory."""
+
+import pytest
+
+from seqapps.apps import APPS, cli, get_app
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_every_option_of_the_table_is_on_the_command_line(name):
+    app = get_app(name)
+    args = cli.build_parser(app).parse_args(["train"])
+    for option in app.options:
+        if option.help is not None:
+            assert getattr(args, option.name) is None  # left out: the run takes the default
+    assert {"cell", "units", "epochs", "batch_size"} <= {option.name for option in app.options}
+
+
+def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser(get_app("sentiment")).parse_args(["train", "--data-dir", "data"])
+    assert args.data_dir == str(tmp_path / "data")
+    args = cli.build_parser(get_app("forecasting")).parse_args(["train", "--dataset", "my.csv"])
+    assert args.dataset == str(tmp_path / "my.csv")
+    args = cli.build_parser(get_app("forecasting")).parse_args(["train", "--dataset", "etth1"])
+    assert args.dataset == "etth1"  # a known dataset stays a name
+
+
+@pytest.mark.parametrize("option", ["--units", "--epochs", "--limit", "--batch-size"])
+def test_positive_integers_are_checked_with_one_line(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        get_app("sentiment").main(["train", option, "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {option}: must be a positive integer, got 0" in err[-1]

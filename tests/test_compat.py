@@ -1,0 +1,39 @@
+"""Models saved by seqapps 0.1, when the packages were installed as top-level `layers`,
+`apps` and `tuning`, still load (the registered names kept their `seqapps` package)
+and compute what they computed then."""
+
+import importlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+MODELS = Path(__file__).parent / "data" / "models-0.1"
+
+
+@pytest.fixture(scope="module")
+def expected():
+    with np.load(MODELS / "expected.npz") as saved:
+        return dict(saved)
+
+
+def load(name):
+    importlib.import_module(f"seqapps.apps.{name}")  # registers the app's layers, functions and losses
+    return keras.saving.load_model(MODELS / f"{name}.keras", compile=False)
+
+
+def test_sentiment_model_of_0_1_loads(expected):
+    probability = load("sentiment").predict(tf.constant(expected["sentiment_text"]), verbose=0).reshape(-1)
+    np.testing.assert_allclose(probability, expected["sentiment_probability"], atol=1e-6)
+
+
+def test_translation_model_of_0_1_loads(expected):
+    translations = load("translation").translate(tf.constant(expected["translation_text"]), beam_size=2)
+    assert list(translations.numpy()) == list(expected["translation_translation"])
+
+
+def test_forecasting_model_of_0_1_loads(expected):
+    forecast = load("forecasting").predict(expected["forecasting_history"], verbose=0)
+    np.testing.assert_allclose(forecast, expected["forecasting_forecast"], atol=1e-5)

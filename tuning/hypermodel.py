@@ -1,0 +1,55 @@
+"""One KerasTuner HyperModel for every app, built from the app's own contract
+(`apps.app.App`): the tuned model is the app's model.
+
+The data is loaded once, with the fixed config; each trial extends that config with
+the hyperparameters of the app's search space, then builds the app's model and
+datasets from it.
+"""
+
+import keras
+import keras_tuner
+import numpy as np
+
+
+class FailOnNaN(keras.callbacks.Callback):
+    """Ends a diverged trial as failed, so the search records it and goes on."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise keras_tuner.errors.FailedTrialError(f"loss became {loss} at batch {batch}")
+
+
+class AppHyperModel(keras_tuner.HyperModel):
+    """The HyperModel of `app`.
+
+    Args:
+        app: An `apps.app.App`.
+        config: What no trial changes: the app's defaults, the options set for the
+            search, `data_dir`, `limit` and `seed`.
+    """
+
+    def __init__(self, app, config):
+        super().__init__(name=app.name)
+        self.app = app
+        self.fixed = dict(config)
+        self.objective = keras_tuner.Objective(app.monitor, app.mode)
+        self.data = app.load(self.fixed)
+
+    def space(self, hp):
+        """The trial's hyperparameters (and, on a fresh `hp`, the names of the space)."""
+        return self.app.search_space(hp, self.fixed)
+
+    def config(self, hp):
+        return {**self.fixed, **self.space(hp)}
+
+    def build(self, hp):
+        keras.backend.clear_session()  # a fresh session per trial: memory stays flat
+        keras.utils.set_random_seed(self.fixed["seed"])
+        return self.app.build_model(self.config(hp), self.data)
+
+    def fit(self, hp, model, callbacks=None, **kwargs):
+        train, validation = self.app.datasets(self.config(hp), self.data, model)
+        return model.fit(
+            train, validation_data=validation, callbacks=[*(callbacks or []), FailOnNaN()], shuffle=False, **kwargs
+        )
