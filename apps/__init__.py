@@ -8,5 +8,5 @@ APPS = ("sentiment", "translation", "forecasting")
 
 
 def get_app(name):
-    """The `apps.app.App` of the app called `name`."""
+    """The `seqapps.apps.app.App` of the app called `name`."""
     return importlib.import_module(f"seqapps.apps.{name}").APP

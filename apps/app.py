@@ -7,7 +7,7 @@ commands. `App.train` is the one training flow:
 
     config -> load(config) -> build_model(config, data) -> datasets(config, data, model) -> fit
 
-and `tuning.AppHyperModel` runs the same steps for each trial, so the tuned model is
+and `seqapps.tuning.AppHyperModel` runs the same steps for each trial, so the tuned model is
 the app's model.
 """
 

@@ -5,7 +5,7 @@
     seqapps <app> predict   --model PATH INPUT...
     seqapps <app> export    --run-dir DIR [--export-dir DIR] [--version N]
 
-`run(app, argv)` builds the parser from an app's option table (`apps.app.App`), adds
+`run(app, argv)` builds the parser from an app's option table (`seqapps.apps.app.App`), adds
 the app's own command arguments, and calls the chosen command. Problems with the
 user's input raise `UsageError`, which `run` prints as one line.
 """
@@ -37,7 +37,7 @@ def absolute_path(text: str) -> str:
 
 
 def add_option(parser: argparse.ArgumentParser, option) -> None:
-    """An `apps.app.Option` as `--name`; left out, it is None and the run takes the default."""
+    """An `seqapps.apps.app.Option` as `--name`; left out, it is None and the run takes the default."""
     shown = option.default is not None and option.action != "store_true"
     help = option.help + (f" (default: {option.default})" if shown else "")
     kwargs = {"action": option.action} if option.action else {"type": option.type, "choices": option.choices}

@@ -91,7 +91,6 @@ _RUN_ALONE = """
 import sys
 import numpy as np
 import tensorflow as tf
-import tensorflow as tf
 
 path, inputs_file, outputs_file = sys.argv[1:]
 inputs = {k: tf.constant(v) for k, v in np.load(inputs_file).items()}

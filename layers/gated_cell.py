@@ -8,7 +8,7 @@ half does not depend on the recurrence, so every cell here splits its step in tw
 - ``step(projected, states)``: the recurrence, given the projected input.
 
 ``call(inputs, states)`` is the two chained, so the cells work in a plain
-``keras.layers.RNN`` like any Keras cell. ``layers.GatedRNN`` projects the whole
+``keras.layers.RNN`` like any Keras cell. ``seqapps.layers.GatedRNN`` projects the whole
 sequence in one matmul before the loop, leaving only ``h U`` inside it.
 """
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from layers import BahdanauAttention, LuongAttention, make_attention
+from seqapps.layers import BahdanauAttention, LuongAttention, make_attention
 
 
 def softmax(x):

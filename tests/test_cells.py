@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from layers import CELLS, CoupledLSTMCell, GatedRNN, GRUCell, LSTMCell, PeepholeLSTMCell, make_rnn
+from seqapps.layers import CELLS, CoupledLSTMCell, GatedRNN, GRUCell, LSTMCell, PeepholeLSTMCell, make_rnn
 
 BATCH, STEPS, FEATURES, UNITS = 3, 5, 4, 6
 
@@ -334,7 +334,7 @@ def test_invalid_units(bad):
 
 
 def test_mean_max_pooling_ignores_masked_steps():
-    from layers import GlobalMeanMaxPooling1D
+    from seqapps.layers import GlobalMeanMaxPooling1D
 
     x = np.array([[[1.0], [3.0], [100.0]], [[-2.0], [-4.0], [50.0]], [[7.0], [8.0], [9.0]]], "float32")
     mask = np.array([[True, True, False], [True, True, False], [False, False, False]])

@@ -1,5 +1,5 @@
 """One KerasTuner HyperModel for every app, built from the app's own contract
-(`apps.app.App`): the tuned model is the app's model.
+(`seqapps.apps.app.App`): the tuned model is the app's model.
 
 The data is loaded once, with the fixed config; each trial extends that config with
 the hyperparameters of the app's search space, then builds the app's model and
@@ -24,7 +24,7 @@ class AppHyperModel(keras_tuner.HyperModel):
     """The HyperModel of `app`.
 
     Args:
-        app: An `apps.app.App`.
+        app: An `seqapps.apps.app.App`.
         config: What no trial changes: the app's defaults, the options set for the
             search, `data_dir`, `limit` and `seed`.
     """

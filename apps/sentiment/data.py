@@ -48,16 +48,16 @@ def iter_review_files(source):
                 progress.update(i)
         return
     megabytes = source.stat().st_size / 2**20
-    progress = keras.utils.Progbar(round(megabytes), unit_name="MB")
+    progress = keras.utils.Progbar(max(1, round(megabytes)), unit_name="MB")
     try:
         with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
             for member in archive:  # streaming: nothing is unpacked to disk
                 if member.isfile() and REVIEW_PATH.search(member.name):
                     yield member.name, archive.extractfile(member).read()
-                    progress.update(round(raw.tell() / 2**20))
+                    progress.update(round(raw.tell() / 2**20), finalize=False)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise UsageError(f"cannot read {source}: {e}; the archive is damaged, download it again") from None
-    progress.update(round(megabytes), finalize=True)
+    progress.update(max(1, round(megabytes)), finalize=True)
 
 
 def load_imdb(data_dir=None, splits=("train", "test")):

@@ -33,7 +33,7 @@ class Translator(keras.Model):
     forcing (for `fit`); `translate(texts)` decodes greedily or with beam search.
 
     Args:
-        config: The app config (see DEFAULTS).
+        config: The app config (see `OPTIONS` in `seqapps.apps.translation`).
         source_vocabulary, target_vocabulary: Words by frequency, without padding and [UNK].
     """
 
