@@ -123,11 +123,10 @@ class App:
     def train(self, args: argparse.Namespace) -> keras.Model:
         """The `train` command: a new run directory (or the one to --resume), then
         load -> build -> fit. Returns the best model."""
-        run_dir, config = runs.prepare_run_dir(self.name, args, self.defaults)
+        run_dir, config = runs.run_config(self.name, args, self.defaults)
         keras.utils.set_random_seed(config["seed"])
-        data = self.load(config)
-        for file_name, content in self.run_files(data).items():
-            runs.save_json(run_dir / file_name, content)
+        data = self.load(config)  # before the run directory: bad data leaves none behind
+        runs.start_run(run_dir, config, self.run_files(data))
         print(f"Run directory {run_dir}")
         model = self.build_model(config, data)
         train_data, validation_data = self.datasets(config, data, model)

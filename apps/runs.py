@@ -68,28 +68,34 @@ def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:
     return load_model(path), (path if path.is_dir() else path.parent)
 
 
-def prepare_run_dir(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path, dict]:
-    """The run directory for `train`: a new one, or with --resume the existing one.
+def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path, dict]:
+    """The run directory and config of `train`, checked but not yet written.
 
-    Returns (run_dir, config): the app's `defaults` overridden by the options given,
-    saved as config.json. On --resume, config is the saved one, so the run continues
-    exactly as it started whatever else is on the command line.
+    New run: the app's `defaults` overridden by the options given, in a directory
+    that holds no run yet. On --resume: the saved config (with the defaults of
+    options added since), so the run continues exactly as it started whatever else
+    is on the command line.
     """
     if args.resume:
         if not args.run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue")
         run_dir = Path(args.run_dir)
-        return run_dir, load_json(run_dir / "config.json")
+        return run_dir, {**defaults, **load_json(run_dir / "config.json")}
     run_dir = Path(args.run_dir or Path("runs") / app / time.strftime("%Y%m%d-%H%M%S"))
     if (run_dir / "config.json").exists():
         raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = dict(defaults)
     for key, value in vars(args).items():
         if key not in ("command", "resume", "run_dir", "verbose") and (value is not None or key not in config):
             config[key] = value
-    save_json(run_dir / "config.json", config)
     return run_dir, config
+
+
+def start_run(run_dir: Path, config: dict, files: dict) -> None:
+    """Create the run directory with config.json and `files` (name -> JSON-able data)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in {"config.json": config, **files}.items():
+        save_json(run_dir / name, data)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
