@@ -13,13 +13,25 @@ and so inside the export.
 from seqapps.apps import cli
 from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
 from seqapps.apps.sentiment import commands, data, model
+from seqapps.apps.tfds_data import dataset_type
 
 OPTIONS = [
+    Option(
+        "dataset",
+        "imdb",
+        "imdb (the published files, from --data-dir or downloaded) or tfds:NAME[/CONFIG], a TensorFlow Datasets "
+        "dataset of texts with a binary label, prepared in --data-dir; its own validation and test splits, or "
+        "seeded shares of train where it has none",
+        dataset_type("imdb"),
+    ),
+    Option("text_feature", None, "the TFDS dataset's text feature (default: the only one, or its supervised input)"),
+    Option("label_feature", None, "the TFDS dataset's label feature (default: the only ClassLabel)"),
     *recurrent_options(cell="lstm", units=64, layers=1, bidirectional=True, dropout=0.25, recurrent_dropout=0.0),
     Option("vocab_size", 20000, "vocabulary size", cli.positive_int),
     Option("embedding_dim", 128, "embedding size", cli.positive_int),
     Option("sequence_length", 400, "tokens kept per review", cli.positive_int),
     Option("validation_fraction", 0.1, None),
+    Option("test_fraction", 0.1, None),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),
 ]
 

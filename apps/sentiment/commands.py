@@ -7,7 +7,7 @@ from seqapps.apps import runs
 from seqapps.apps.cli import as_bytes, read_inputs
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.plots import plot_confusion_matrix
-from seqapps.apps.sentiment.data import load_imdb, sample
+from seqapps.apps.sentiment.data import load_reviews
 
 LABELS = np.array(["negative", "positive"])
 
@@ -47,8 +47,9 @@ def evaluate(args):
     model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config_path = out_dir / "config.json"
     config = runs.load_json(config_path) if config_path.exists() else {}
-    texts, labels = load_imdb(args.data_dir or config.get("data_dir"), splits=("test",))["test"]
-    texts, labels = sample(texts, labels, args.limit, config.get("seed", 0))
+    # A run of an earlier version has no dataset in its config: it trained on IMDB.
+    config = {"dataset": "imdb", "seed": 0, **config, "limit": args.limit}
+    texts, labels = load_reviews(config, args.data_dir or config.get("data_dir"), ("test",))["test"]
     probabilities = model.predict(tf.constant(texts.astype(str)), batch_size=256, verbose=1).reshape(-1)
     metrics = binary_metrics(labels, probabilities)
     runs.save_json(out_dir / "metrics.json", metrics)

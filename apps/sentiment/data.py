@@ -1,5 +1,6 @@
-"""The Large Movie Review Dataset (IMDB): reading its published files, the seeded
-validation split, and the tf.data pipelines."""
+"""The reviews: the Large Movie Review Dataset (IMDB) read from its published files,
+or any TFDS dataset of texts with a binary label; the splits, and the tf.data
+pipelines."""
 
 import re
 import tarfile
@@ -10,9 +11,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from seqapps.apps.cli import UsageError
 from seqapps.apps.sentiment.model import adapt_vocabulary
+from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb_v1_labeled.tar.gz")
@@ -104,6 +107,49 @@ def split_validation(texts, labels, fraction, seed):
     return (texts[train], labels[train]), (texts[val], labels[val])
 
 
+def tfds_reviews(name, config, data_dir, wanted):
+    """{split: (texts, labels)} of a TFDS dataset with a text feature and a binary label."""
+    builder = tfds_builder(name, data_dir)
+    text = find_feature(builder, tfds.features.Text, config["text_feature"], "text", "--text-feature")
+    label = find_feature(builder, tfds.features.ClassLabel, config["label_feature"], "label", "--label-feature")
+    classes = builder.info.features[label].names
+    if len(classes) != 2:
+        raise UsageError(
+            f"{name}: {label!r} has {len(classes)} classes ({', '.join(classes)}); the sentiment app tells two "
+            "apart (negative = 0, positive = 1): choose a dataset with a binary label"
+        )
+    splits = load_splits(
+        builder,
+        [text, label],
+        wanted,
+        seed=config["seed"],
+        validation_fraction=config["validation_fraction"],
+        test_fraction=config["test_fraction"],
+    )
+    return {
+        split: sample(columns[text], columns[label], config["limit"], config["seed"])
+        for split, columns in splits.items()
+    }
+
+
+def load_reviews(config, data_dir, wanted):
+    """{split: (texts, labels)} of the `wanted` splits (train, validation, test), at
+    most --limit each: IMDB's published files in `data_dir` (validation: a seeded
+    share of its train split), or a TFDS dataset prepared in `data_dir`."""
+    name = tfds_name(config["dataset"])
+    if name:
+        return tfds_reviews(name, config, data_dir, wanted)
+    splits = {}
+    if "train" in wanted or "validation" in wanted:
+        texts, labels = sample(*load_imdb(data_dir, splits=("train",))["train"], config["limit"], config["seed"])
+        splits["train"], splits["validation"] = split_validation(
+            texts, labels, fraction=config["validation_fraction"], seed=config["seed"]
+        )
+    if "test" in wanted:
+        splits["test"] = sample(*load_imdb(data_dir, splits=("test",))["test"], config["limit"], config["seed"])
+    return {split: splits[split] for split in wanted}
+
+
 @dataclass
 class Reviews:
     """What a run trains on: (texts, labels) of the training and validation splits,
@@ -116,8 +162,8 @@ class Reviews:
 
 
 def load(config) -> Reviews:
-    texts, labels = sample(*load_imdb(config["data_dir"], splits=("train",))["train"], config["limit"], config["seed"])
-    train, validation = split_validation(texts, labels, fraction=config["validation_fraction"], seed=config["seed"])
+    splits = load_reviews(config, config["data_dir"], ("train", "validation"))
+    train, validation = splits["train"], splits["validation"]
     print(f"{len(train[0]):,} training and {len(validation[0]):,} validation reviews")
     return Reviews(train, validation, adapt_vocabulary(train[0]))
 

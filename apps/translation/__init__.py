@@ -20,12 +20,21 @@ import argparse
 
 from seqapps.apps import cli
 from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
+from seqapps.apps.tfds_data import dataset_type
 from seqapps.apps.translation import commands, data, model
 from seqapps.layers import ATTENTIONS
 
 OPTIONS = [
-    Option("source", "spa", "source language, as in the pairs file names (eng, spa, fra, ...)"),
-    Option("target", "eng", "target language"),
+    Option(
+        "dataset",
+        "anki",
+        "anki (manythings.org/anki pairs files in --data-dir; spa-eng.zip is downloaded without it) or "
+        "tfds:NAME[/CONFIG], a TensorFlow Datasets translation dataset prepared in --data-dir; its own validation "
+        "and test splits, or seeded shares of train where it has none",
+        dataset_type("anki"),
+    ),
+    Option("source", "spa", "source language: as in the pairs file names (eng, spa, fra, ...), or a TFDS text feature"),
+    Option("target", "eng", "target language, likewise"),
     *recurrent_options(cell="lstm", units=128, layers=1, bidirectional=True, dropout=0.2, recurrent_dropout=0.0),
     Option("attention", "additive", "attention over the encoder outputs", choices=list(ATTENTIONS)),
     Option("embedding_dim", 256, "embedding size", cli.positive_int),

@@ -49,7 +49,7 @@ def score(hypotheses, references, lowercase):
 def evaluate(args):
     model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config = {**model.config, "data_dir": args.data_dir or model.config.get("data_dir"), "limit": args.limit}
-    sources, targets = split_data(config)["test"]
+    sources, targets = split_data(config, ("test",))["test"]
     sources, references = references_by_source(sources, targets)
     beam_size = args.beam_size or config["beam_size"]
     metrics = {

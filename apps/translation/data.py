@@ -1,5 +1,6 @@
-"""Sentence pairs: the manythings.org/anki files, the split that keeps every sentence
-in one split, and length-bucketed tf.data pipelines."""
+"""Sentence pairs: the manythings.org/anki files with the split that keeps every
+sentence in one split, or any TFDS translation dataset; and length-bucketed tf.data
+pipelines."""
 
 import sys
 import zipfile
@@ -9,8 +10,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from seqapps.apps.cli import UsageError
+from seqapps.apps.tfds_data import SPLITS, features_of, load_splits, tfds_builder, tfds_name
 from seqapps.apps.translation.text import adapt_vocabularies
 
 SPA_ENG_URL = "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"
@@ -123,21 +126,47 @@ def sample(indices, limit, seed):
     return np.sort(np.random.default_rng(seed).choice(indices, limit, replace=False))
 
 
-def split_data(config):
-    """{split: (sources, targets)} for train, validation and test, --limit applied."""
-    sources, targets = load_translation_pairs(config)
-    splits = split_pairs(
-        sources,
-        targets,
+def tfds_pairs(name, config, wanted):
+    """{split: (sources, targets)} of a TFDS dataset whose features include the
+    --source and --target texts."""
+    builder = tfds_builder(name, config["data_dir"])
+    languages = features_of(builder, tfds.features.Text)
+    source, target = config["source"], config["target"]
+    if source not in languages or target not in languages or source == target:
+        raise UsageError(
+            f"--source {source} --target {target}: {name} has the texts {', '.join(languages)}; "
+            "name two of them with --source and --target"
+        )
+    splits = load_splits(
+        builder,
+        [source, target],
+        wanted,
+        seed=config["seed"],
         validation_fraction=config["validation_fraction"],
         test_fraction=config["test_fraction"],
-        seed=config["seed"],
     )
-    names = ("train", "validation", "test")
-    return {
-        name: (sources[kept], targets[kept])
-        for name, kept in zip(names, (sample(i, config["limit"], config["seed"]) for i in splits), strict=True)
-    }
+    return {split: (columns[source], columns[target]) for split, columns in splits.items()}
+
+
+def split_data(config, wanted=SPLITS):
+    """{split: (sources, targets)} of the `wanted` splits (train, validation, test),
+    --limit applied: the anki pairs split by sentence, or a TFDS dataset's splits."""
+    # A run of an earlier version has no dataset in its config: it read anki pairs.
+    name = tfds_name(config.get("dataset", "anki"))
+    if name:
+        splits = tfds_pairs(name, config, wanted)
+    else:
+        sources, targets = load_translation_pairs(config)
+        indices = split_pairs(
+            sources,
+            targets,
+            validation_fraction=config["validation_fraction"],
+            test_fraction=config["test_fraction"],
+            seed=config["seed"],
+        )
+        splits = {split: (sources[i], targets[i]) for split, i in zip(SPLITS, indices, strict=True) if split in wanted}
+    kept = {split: sample(np.arange(len(pair[0])), config["limit"], config["seed"]) for split, pair in splits.items()}
+    return {split: (sources[kept[split]], targets[kept[split]]) for split, (sources, targets) in splits.items()}
 
 
 BUCKETS = [6, 8, 10, 12, 15, 20, 30]
@@ -177,7 +206,7 @@ class Pairs:
 
 
 def load(config) -> Pairs:
-    splits = split_data(config)
+    splits = split_data(config, ("train", "validation"))
     print(", ".join(f"{len(splits[s][0]):,} {s}" for s in splits) + " pairs")
     return Pairs(splits["train"], splits["validation"], *adapt_vocabularies(config, *splits["train"]))
 
