@@ -192,7 +192,7 @@ class ForgetGateCell(GatedCell):
 
     def bias_initial_value(self, shape, dtype=None):
         bias = self.bias_initializer(shape, dtype=dtype)
-        if not self.unit_forget_bias:
+        if not self.unit_forget_bias or self.forget_bias_block is None:  # None: a cell with no forget gate
             return bias
         start, end = self.forget_bias_block * self.units, (self.forget_bias_block + 1) * self.units
         return ops.concatenate([bias[:start], bias[start:end] + self.forget_bias_shift, bias[end:]])

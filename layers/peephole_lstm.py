@@ -6,7 +6,8 @@ from seqapps.layers.lstm import LSTMCell
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class PeepholeLSTMCell(LSTMCell):
-    """LSTM cell with peephole connections (Gers & Schmidhuber 2000).
+    """LSTM cell with peephole connections (Gers & Schmidhuber 2000), the "vanilla"
+    LSTM (V) of Greff et al. 2015, "LSTM: A Search Space Odyssey".
 
     The input and forget gates look at the previous cell state c_{t-1}, the output
     gate at the new cell state c_t, each through a diagonal (per-unit) weight
@@ -22,13 +23,24 @@ class PeepholeLSTMCell(LSTMCell):
     ``peephole_o``, each ``(units,)``. With the peepholes at zero it computes
     exactly what ``LSTMCell`` computes.
 
+    Greff et al.'s variants of this cell (``layers/greff_variants.py``) are
+    subclasses that switch one part of these equations off or on, through the
+    class attributes below; the step is written once, here.
+
     Args:
         units, ...: as ``LSTMCell``.
-        peephole_initializer: Initializer of the three peephole vectors
+        peephole_initializer: Initializer of the peephole vectors
             (``glorot_uniform``, as TensorFlow's former ``PeepholeLSTMCell``).
         peephole_regularizer: Regularizer of the peephole vectors.
         peephole_constraint: Constraint of the peephole vectors.
     """
+
+    # The units-wide blocks of the kernels, in Keras' order: gates i, f, candidate c, gate o.
+    # A variant without a gate leaves its block (and peephole) out; the gate is 1.
+    blocks = "ifco"
+    input_activation = True  # False: the candidate is linear (NIAF)
+    output_activation = True  # False: h_t = o_t * c_t (NOAF)
+    full_gate_recurrence = False  # True: the gates also see all gates of t-1 (FGR)
 
     def __init__(
         self,
@@ -42,30 +54,63 @@ class PeepholeLSTMCell(LSTMCell):
         self.peephole_initializer = initializers.get(peephole_initializer)
         self.peephole_regularizer = regularizers.get(peephole_regularizer)
         self.peephole_constraint = constraints.get(peephole_constraint)
+        if self.full_gate_recurrence:  # the gate activations of t-1 join the state
+            self.state_size = [self.units] * (2 + len(self.gate_names))
+
+    @property
+    def gates(self):
+        return len(self.blocks)
+
+    @property
+    def forget_bias_block(self):
+        return self.blocks.index("f") if "f" in self.blocks else None
+
+    @property
+    def gate_names(self):
+        return [block for block in self.blocks if block != "c"]
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.peephole_i, self.peephole_f, self.peephole_o = (
-            self.add_weight(
+        self.peepholes = {
+            gate: self.add_weight(
                 shape=(self.units,),
-                name=name,
+                name=f"peephole_{gate}",
                 initializer=self.peephole_initializer,
                 regularizer=self.peephole_regularizer,
                 constraint=self.peephole_constraint,
             )
-            for name in ("peephole_i", "peephole_f", "peephole_o")
-        )
+            for gate in self.gate_names
+        }
+        if self.full_gate_recurrence:
+            gates = len(self.gate_names) * self.units
+            self.gate_recurrent_kernel = self.add_weight(
+                shape=(gates, gates),
+                name="gate_recurrent_kernel",
+                initializer=self.recurrent_initializer,
+                regularizer=self.recurrent_regularizer,
+                constraint=self.recurrent_constraint,
+            )
 
     def step(self, projected, states, training=False):
-        h_tm1, c_tm1 = states
+        h_tm1, c_tm1, *gates_tm1 = states
         z = projected + ops.matmul(self.recurrent_input(h_tm1, training), self.recurrent_kernel)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i + self.peephole_i * c_tm1)
-        f = self.recurrent_activation(z_f + self.peephole_f * c_tm1)
-        c = f * c_tm1 + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o + self.peephole_o * c)
-        h = o * self.activation(c)
-        return h, [h, c]
+        z = dict(zip(self.blocks, ops.split(z, self.gates, axis=-1), strict=True))
+        if self.full_gate_recurrence:
+            recurrence = ops.matmul(ops.concatenate(gates_tm1, axis=-1), self.gate_recurrent_kernel)
+            for gate, extra in zip(self.gate_names, ops.split(recurrence, len(gates_tm1), axis=-1), strict=True):
+                z[gate] = z[gate] + extra
+
+        def gate(name, c):
+            if name not in z:
+                return ops.ones_like(c)
+            return self.recurrent_activation(z[name] + self.peepholes[name] * c)
+
+        i, f = gate("i", c_tm1), gate("f", c_tm1)
+        c = f * c_tm1 + i * (self.activation(z["c"]) if self.input_activation else z["c"])
+        o = gate("o", c)
+        h = o * (self.activation(c) if self.output_activation else c)
+        gates = {"i": i, "f": f, "o": o}
+        return h, [h, c] + ([gates[name] for name in self.gate_names] if self.full_gate_recurrence else [])
 
     def get_config(self):
         return {

@@ -6,6 +6,14 @@ from keras import ops, tree
 
 from seqapps.layers.coupled_lstm import CoupledLSTMCell
 from seqapps.layers.gated_cell import GatedCell
+from seqapps.layers.greff_variants import (
+    FullGateRecurrenceLSTMCell,
+    NoForgetGateLSTMCell,
+    NoInputActivationLSTMCell,
+    NoInputGateLSTMCell,
+    NoOutputActivationLSTMCell,
+    NoOutputGateLSTMCell,
+)
 from seqapps.layers.gru import GRUCell
 from seqapps.layers.keras_internals import rnn as backend_rnn
 from seqapps.layers.lstm import LSTMCell
@@ -16,6 +24,13 @@ CELLS = {
     "peephole": PeepholeLSTMCell,
     "cifg": CoupledLSTMCell,
     "gru": GRUCell,
+    # Greff et al.'s variants of the vanilla LSTM (peephole): layers/greff_variants.py
+    "nig": NoInputGateLSTMCell,
+    "nfg": NoForgetGateLSTMCell,
+    "nog": NoOutputGateLSTMCell,
+    "niaf": NoInputActivationLSTMCell,
+    "noaf": NoOutputActivationLSTMCell,
+    "fgr": FullGateRecurrenceLSTMCell,
 }
 
 
@@ -83,7 +98,9 @@ def make_rnn(
     """A ready recurrent layer from a cell name.
 
     Args:
-        cell: One of ``"lstm"``, ``"peephole"``, ``"cifg"``, ``"gru"``.
+        cell: A name in ``CELLS``: ``"lstm"``, ``"peephole"``, ``"cifg"``, ``"gru"``,
+            or one of Greff et al.'s variants ``"nig"``, ``"nfg"``, ``"nog"``,
+            ``"niaf"``, ``"noaf"``, ``"fgr"``.
         units: Units of the cell.
         return_sequences, return_state, stateful, go_backwards: as ``keras.layers.RNN``.
         bidirectional: Wrap the layer in ``keras.layers.Bidirectional``.

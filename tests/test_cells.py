@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seqapps.layers import CELLS, CoupledLSTMCell, GatedRNN, GRUCell, LSTMCell, PeepholeLSTMCell, make_rnn
+from seqapps.layers import CELLS, CoupledLSTMCell, GatedRNN, GRUCell, LSTMCell, make_rnn
 
 BATCH, STEPS, FEATURES, UNITS = 3, 5, 4, 6
 
@@ -24,13 +24,35 @@ def lstm_step(w, x, h, c):
     return sigmoid(o) * np.tanh(c), c
 
 
-def peephole_step(w, x, h, c):
-    i, f, g, o = np.split(x @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"], 4, axis=-1)
-    i = sigmoid(i + w["peephole_i"] * c)
-    f = sigmoid(f + w["peephole_f"] * c)
-    c = f * c + i * np.tanh(g)
-    o = sigmoid(o + w["peephole_o"] * c)
-    return o * np.tanh(c), c
+# Greff et al. 2015's vanilla LSTM (V, peepholes) and its variants, each one change:
+# name -> (gate blocks present, candidate activation, output activation, full gate recurrence).
+VANILLA_AND_VARIANTS = {
+    "peephole": ("ifco", True, True, False),
+    "nig": ("fco", True, True, False),
+    "nfg": ("ico", True, True, False),
+    "nog": ("ifc", True, True, False),
+    "niaf": ("ifco", False, True, False),
+    "noaf": ("ifco", True, False, False),
+    "fgr": ("ifco", True, True, True),
+}
+
+
+def vanilla_step(name, w, x, h, c, gates):
+    """One step of the vanilla LSTM, with the change of variant `name`; `gates` are
+    i, f, o of the previous step (full gate recurrence only)."""
+    blocks, input_activation, output_activation, full_gate_recurrence = VANILLA_AND_VARIANTS[name]
+    z = x @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"]
+    z = dict(zip(blocks, np.split(z, len(blocks), axis=-1), strict=True))
+    if full_gate_recurrence:
+        recurrent = np.split(np.concatenate(gates, -1) @ w["gate_recurrent_kernel"], 3, axis=-1)
+        for gate, extra in zip("ifo", recurrent, strict=True):
+            z[gate] = z[gate] + extra
+    i = sigmoid(z["i"] + w["peephole_i"] * c) if "i" in z else 1.0
+    f = sigmoid(z["f"] + w["peephole_f"] * c) if "f" in z else 1.0
+    c = f * c + i * (np.tanh(z["c"]) if input_activation else z["c"])
+    o = sigmoid(z["o"] + w["peephole_o"] * c) if "o" in z else 1.0
+    h = o * (np.tanh(c) if output_activation else c)
+    return h, c, [i, f, o]
 
 
 def cifg_step(w, x, h, c):
@@ -58,20 +80,22 @@ def reference(name, weights, xs):
     """Run a NumPy cell over `xs` (batch, time, d); return all h and the final states."""
     h = np.zeros((xs.shape[0], UNITS), np.float64)
     c = np.zeros_like(h)
+    gates = [np.zeros_like(h)] * 3
     outputs = []
     for t in range(xs.shape[1]):
         x = xs[:, t].astype(np.float64)
         if name == "lstm":
             h, c = lstm_step(weights, x, h, c)
-        elif name == "peephole":
-            h, c = peephole_step(weights, x, h, c)
+        elif name in VANILLA_AND_VARIANTS:
+            h, c, gates = vanilla_step(name, weights, x, h, c, gates)
         elif name == "cifg":
             h, c = cifg_step(weights, x, h, c)
         else:
             h = gru_step(weights, x, h, reset_after=name == "gru_reset_after")
         outputs.append(h)
-    states = [h] if name.startswith("gru") else [h, c]
-    return np.stack(outputs, axis=1), states
+    if name.startswith("gru"):
+        return np.stack(outputs, axis=1), [h]
+    return np.stack(outputs, axis=1), [h, c] + (gates if name == "fgr" else [])
 
 
 def randomize(layer, seed=0):
@@ -88,10 +112,10 @@ def inputs(seed=1, steps=STEPS):
 
 CELL_CASES = {
     "lstm": lambda: LSTMCell(UNITS),
-    "peephole": lambda: PeepholeLSTMCell(UNITS),
     "cifg": lambda: CoupledLSTMCell(UNITS),
     "gru_paper": lambda: GRUCell(UNITS, reset_after=False),
     "gru_reset_after": lambda: GRUCell(UNITS, reset_after=True),
+    **{name: lambda name=name: CELLS[name](UNITS) for name in VANILLA_AND_VARIANTS},
 }
 
 
@@ -150,9 +174,14 @@ def test_forget_bias_initialisation():
     np.testing.assert_array_equal(lstm.cell.bias.numpy(), [0, 0, 1, 1, 0, 0, 0, 0])
     # f = 1 - sigmoid(b_i) = sigmoid(-b_i): a forget bias of +1 is an input bias of -1.
     np.testing.assert_array_equal(cifg.cell.bias.numpy(), [-1, -1, 0, 0, 0, 0])
+    nig, nfg = make_rnn("nig", 2), make_rnn("nfg", 2)
+    nig(inputs())
+    nfg(inputs())
+    np.testing.assert_array_equal(nig.cell.bias.numpy(), [1, 1, 0, 0, 0, 0])  # blocks f, c, o
+    np.testing.assert_array_equal(nfg.cell.bias.numpy(), [0, 0, 0, 0, 0, 0])  # no forget gate
 
 
-@pytest.mark.parametrize("name", ["peephole", "cifg", "gru"])
+@pytest.mark.parametrize("name", ["peephole", "cifg", "gru", "nig", "fgr"])
 def test_gradients_match_finite_differences(name):
     layer = make_rnn(name, 3, dtype="float64", return_sequences=True)
     x = tf.Variable(np.random.default_rng(2).normal(size=(2, 4, 3)))
@@ -225,7 +254,7 @@ def test_bidirectional_stacked_with_states(name):
     outputs = model(x)
     assert seq.shape[-1] == 2 * UNITS
     assert outputs[0].shape == (BATCH, UNITS)
-    assert len(states) == (1 if name == "gru" else 2)
+    assert len(states) == {"gru": 1, "fgr": 5}.get(name, 2)  # fgr: h, c and the gates i, f, o
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)  # output is h
 
 
