@@ -56,8 +56,8 @@ BUDGETS = {
         "metrics": {"test_accuracy": (("accuracy",), True), "roc_auc": (("roc_auc",), True)},
     },
     "translation": {
-        "train": ["--limit", "30000", "--units", "64", "--embedding-dim", "128", "--attention", "dot"]
-        + ["--target-vocab-size", "4000", "--epochs", "3", "--patience", "3", "--learning-rate", "0.003"],
+        "train": ["--limit", "40000", "--units", "64", "--embedding-dim", "128", "--attention", "dot"]
+        + ["--target-vocab-size", "4000", "--epochs", "4", "--patience", "4", "--learning-rate", "0.003"],
         "evaluate": ["--limit", "2000", "--beam-size", "1"],
         "metrics": {"bleu": (("greedy", "bleu"), True), "chrf": (("greedy", "chrf"), True)},
     },
