@@ -121,9 +121,10 @@ def carve_splits(train: dict[str, np.ndarray], missing, *, seed: int, validation
     return {split: {key: values[indices] for key, values in train.items()} for split, indices in splits.items()}
 
 
-def load_splits(builder, keys: list[str], wanted, *, seed: int, validation_fraction: float, test_fraction: float):
+def load_splits(builder, keys: list[str], wanted, config: dict):
     """{split: {key: array}} for the `wanted` splits of train, validation and test,
-    the dataset prepared first if need be."""
+    the dataset prepared first if need be; `config` gives the `seed`,
+    `validation_fraction` and `test_fraction` of the carved splits."""
     prepare(builder)
     # TFDS knows no split names only for a mocked dataset, which accepts any.
     own = [split for split in SPLITS if split in builder.info.splits] if builder.info.splits else list(SPLITS)
@@ -135,9 +136,9 @@ def load_splits(builder, keys: list[str], wanted, *, seed: int, validation_fract
         carved = carve_splits(
             read_split(builder, "train", keys),
             missing,
-            seed=seed,
-            validation_fraction=validation_fraction,
-            test_fraction=test_fraction,
+            seed=config["seed"],
+            validation_fraction=config["validation_fraction"],
+            test_fraction=config["test_fraction"],
         )
         columns.update(carved)
     return {split: columns[split] for split in wanted}

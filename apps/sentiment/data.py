@@ -118,14 +118,7 @@ def tfds_reviews(name, config, data_dir, wanted):
             f"{name}: {label!r} has {len(classes)} classes ({', '.join(classes)}); the sentiment app tells two "
             "apart (negative = 0, positive = 1): choose a dataset with a binary label"
         )
-    splits = load_splits(
-        builder,
-        [text, label],
-        wanted,
-        seed=config["seed"],
-        validation_fraction=config["validation_fraction"],
-        test_fraction=config["test_fraction"],
-    )
+    splits = load_splits(builder, [text, label], wanted, config)
     return {
         split: sample(columns[text], columns[label], config["limit"], config["seed"])
         for split, columns in splits.items()

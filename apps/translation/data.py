@@ -137,14 +137,7 @@ def tfds_pairs(name, config, wanted):
             f"--source {source} --target {target}: {name} has the texts {', '.join(languages)}; "
             "name two of them with --source and --target"
         )
-    splits = load_splits(
-        builder,
-        [source, target],
-        wanted,
-        seed=config["seed"],
-        validation_fraction=config["validation_fraction"],
-        test_fraction=config["test_fraction"],
-    )
+    splits = load_splits(builder, [source, target], wanted, config)
     return {split: (columns[source], columns[target]) for split, columns in splits.items()}
 
 
