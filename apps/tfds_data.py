@@ -40,8 +40,8 @@ def dataset_type(*names: str):
 
 
 def tfds_builder(name: str, data_dir: str | None):
-    """The TFDS builder of `name` with `data_dir` as its data directory. What it holds
-    (features, splits) is known before it is prepared; `prepare` makes it readable."""
+    """The TFDS builder of `name` with `data_dir` as its data directory. Its features
+    are known before it is prepared; `prepare` makes its splits readable."""
     try:
         return tfds.builder(name, data_dir=data_dir)
     except ValueError as e:  # an unknown dataset or config
