@@ -26,6 +26,7 @@ import numpy as np
 from report import RESULTS_DIR, machine, run_measured
 from scipy import stats
 
+from seqapps.apps import get_app
 from seqapps.apps.plots import save_figure, subplots
 from seqapps.apps.tables import markdown_table
 from seqapps.layers import CELLS
@@ -75,32 +76,34 @@ def lookup(metrics, path):
     return metrics
 
 
-def parameters(run_dir):
+def parameters(app, run_dir):
     import keras
 
+    get_app(app)  # imports the app, which registers its layers for loading
     return keras.saving.load_model(run_dir / "model.keras", compile=False).count_params()
 
 
 def run_one(app, cell, seed, data_dir):
-    """Train and evaluate one (app, cell, seed); the result row."""
+    """Train (or finish training) and evaluate one (app, cell, seed); the result row."""
     run_dir = RESULTS_DIR / "runs" / "study" / f"{app}-{cell}-{seed}"
     command = [sys.executable, "-m", f"seqapps.apps.{app}"]
     data = ["--data-dir", data_dir] if data_dir else []
     budget = BUDGETS[app]
-    if (run_dir / "config.json").exists():  # an interrupted run: continue it
-        train = [*command, "train", "--resume", "--run-dir", str(run_dir), "--verbose", "2"]
-    else:
+    peak = None
+    if (run_dir / "config.json").exists() and not (run_dir / "model.keras").exists():  # interrupted: continue
+        _, peak = run_measured([*command, "train", "--resume", "--run-dir", str(run_dir), "--verbose", "2"])
+    elif not (run_dir / "config.json").exists():
         train = [*command, "train", *data, "--cell", cell, "--seed", str(seed), "--run-dir", str(run_dir)]
-        train += ["--verbose", "2", *budget["train"]]
-    seconds, peak = run_measured(train)
+        _, peak = run_measured([*train, "--verbose", "2", *budget["train"]])
     subprocess.run([*command, "evaluate", "--run-dir", str(run_dir), *data, *budget["evaluate"]], check=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
     row = {"app": app, "cell": cell, "seed": seed}
     row.update({name: lookup(metrics, path) for name, (path, _) in budget["metrics"].items()})
-    row["train_minutes"] = seconds / 60  # of the whole train process, data loading included
+    row["train_minutes"] = state["train_seconds"] / 60  # time in fit, over any resumes
     row["peak_rss_mib"] = peak
-    row["parameters"] = parameters(run_dir)
-    row["epochs"] = len(json.loads((run_dir / "history.json").read_text())["loss"])
+    row["parameters"] = parameters(app, run_dir)
+    row["epochs"] = state["epoch"]
     gpus = machine()["gpus"]
     row["device"] = f"GPU ({', '.join(gpus)})" if gpus else "CPU"
     return row
