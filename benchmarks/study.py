@@ -14,6 +14,7 @@ Welch's t-test (unequal variances); a difference is significant when the interva
 excludes 0.
 
     python benchmarks/study.py --data-dir ../shared/data [--seeds 0 1 2] [--apps sentiment forecasting]
+    python benchmarks/study.py --report      # tables and figures of the runs so far, nothing run
 """
 
 import argparse
@@ -167,10 +168,29 @@ def plot(rows, app, path):
     save_figure(fig, path)
 
 
+def headline_table(rows):
+    """One row per cell: each app's headline metric, mean over seeds (and how many)."""
+    table = []
+    for cell in CELL_ORDER:
+        row = {"cell": cell, "greff": GREFF_NAMES[cell]}
+        for app, budget in BUDGETS.items():
+            headline = next(iter(budget["metrics"]))
+            values = [r[headline] for r in rows if r["app"] == app and r["cell"] == cell]
+            if values:
+                row[app] = f"{np.mean(values):.4g} (n={len(values)})"
+        table.append(row)
+    columns = [("cell", "cell", "{}"), ("greff", "Greff et al.", "{}")]
+    columns += [(app, f"{app}: {next(iter(budget['metrics']))}", "{}") for app, budget in BUDGETS.items()]
+    return markdown_table(table, columns)
+
+
 def write_report(rows, settings):
-    """study.md (settings, then a table per app) and study-<app>.png from all rows."""
+    """study.md (settings, the headline table, then a table per app) and
+    study-<app>.png from all rows."""
     lines = ["# Which cell? Greff et al.'s variants on this project's tasks", ""]
     lines += [f"Budgets (the same for every cell; `train` options): {json.dumps(settings['budgets'])}", ""]
+    lines += ["Headline: each app's test metric, mean over the seeds run so far (n).", ""]
+    lines += [headline_table(rows), ""]
     lines += ["Mean ± standard deviation over seeds; difference of the headline metric to the vanilla LSTM "]
     lines += ["(`peephole`, V) with a 95 % confidence interval (Welch's t); significant when it excludes 0.", ""]
     for app in BUDGETS:
@@ -196,11 +216,15 @@ def main():
     parser.add_argument("--apps", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--cells", nargs="+", default=CELL_ORDER, choices=list(CELLS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--report", action="store_true", help="only write the tables and figures of the runs so far")
     args = parser.parse_args()
 
     path = RESULTS_DIR / "study.json"
     settings = {"budgets": {app: BUDGETS[app]["train"] for app in BUDGETS}, "machine": machine()}
     results = json.loads(path.read_text()) if path.exists() else {"settings": settings, "runs": []}
+    if args.report:
+        write_report(results["runs"], results["settings"])
+        return
     done = {(r["app"], r["cell"], r["seed"]) for r in results["runs"]}
     # Seed first: every cell of every app gets one seed before any gets a second.
     for seed in args.seeds:
