@@ -27,7 +27,7 @@ from pathlib import Path
 import keras_tuner
 
 from seqapps.apps import APPS, get_app, runs
-from seqapps.apps.cli import UsageError, absolute_path, positive_int
+from seqapps.apps.cli import UsageError, add_data_arguments, positive_int
 from seqapps.apps.plots import plot_trial_scores
 from seqapps.apps.tables import markdown_table
 from seqapps.tuning.hypermodel import AppHyperModel
@@ -220,13 +220,7 @@ def main(argv=None):
     parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="(default: %(default)s)")
     parser.add_argument("--project-name", help="(default: the app's name)")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
-    parser.add_argument(
-        "--data-dir",
-        type=absolute_path,
-        default=os.environ.get("SEQAPPS_DATA_DIR"),
-        help="dataset directory (default: $SEQAPPS_DATA_DIR, else download)",
-    )
-    parser.add_argument("--limit", type=positive_int, help="use at most N training examples")
+    add_data_arguments(parser)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument(
         "--set",

@@ -36,12 +36,8 @@ class AppHyperModel(keras_tuner.HyperModel):
         self.objective = keras_tuner.Objective(app.monitor, app.mode)
         self.data = app.load(self.fixed)
 
-    def space(self, hp):
-        """The trial's hyperparameters (and, on a fresh `hp`, the names of the space)."""
-        return self.app.search_space(hp, self.fixed)
-
     def config(self, hp):
-        return {**self.fixed, **self.space(hp)}
+        return {**self.fixed, **self.app.search_space(hp, self.fixed)}
 
     def build(self, hp):
         keras.backend.clear_session()  # a fresh session per trial: memory stays flat

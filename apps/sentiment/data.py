@@ -132,14 +132,19 @@ def load_reviews(config, data_dir, wanted):
     name = tfds_name(config["dataset"])
     if name:
         return tfds_reviews(name, config, data_dir, wanted)
+    # One pass over the files: IMDB's train split holds the validation reviews too.
+    published = [
+        split for split in ("train", "test") if split in wanted or (split == "train" and "validation" in wanted)
+    ]
+    reviews = load_imdb(data_dir, splits=tuple(published))
     splits = {}
-    if "train" in wanted or "validation" in wanted:
-        texts, labels = sample(*load_imdb(data_dir, splits=("train",))["train"], config["limit"], config["seed"])
+    if "train" in reviews:
+        texts, labels = sample(*reviews["train"], config["limit"], config["seed"])
         splits["train"], splits["validation"] = split_validation(
             texts, labels, fraction=config["validation_fraction"], seed=config["seed"]
         )
-    if "test" in wanted:
-        splits["test"] = sample(*load_imdb(data_dir, splits=("test",))["test"], config["limit"], config["seed"])
+    if "test" in reviews:
+        splits["test"] = sample(*reviews["test"], config["limit"], config["seed"])
     return {split: splits[split] for split in wanted}
 
 
