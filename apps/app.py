@@ -95,6 +95,9 @@ class App:
         command_arguments: The commands' own arguments: command -> [(flags, argparse kwargs)].
         run_files: `run_files(data) -> {file name: JSON-able data}` written into the
             run directory before training, for the other commands.
+        complete_config: `complete_config(config) -> config` with the options left
+            unset (None) whose defaults depend on other options filled in
+            (forecasting: the named dataset's lookback, horizon and season).
     """
 
     name: str
@@ -111,6 +114,7 @@ class App:
     export: Callable[[argparse.Namespace], Any]
     command_arguments: dict[str, list[tuple[tuple[str, ...], dict]]] = field(default_factory=dict)
     run_files: Callable[[Any], dict] = lambda data: {}
+    complete_config: Callable[[dict], dict] = lambda config: config
 
     @property
     def defaults(self) -> dict:
@@ -124,6 +128,7 @@ class App:
         """The `train` command: a new run directory (or the one to --resume), then
         load -> build -> fit. Returns the best model."""
         run_dir, config = runs.run_config(self.name, args, self.defaults)
+        config = self.complete_config(config)
         keras.utils.set_random_seed(config["seed"])
         data = self.load(config)  # before the run directory: bad data leaves none behind
         runs.start_run(run_dir, config, self.run_files(data))

@@ -127,8 +127,11 @@ def write_pairs():
 # -- forecasting: a CSV series ----------------------------------------------------------
 
 
-def series_csv_file(path, rows=1200, columns=("load", "temp", "OT"), seed=0, edit=None):
-    """Hourly noisy daily sines with a trend, one phase and scale per column."""
+def series_csv_file(
+    path, rows=1200, columns=("load", "temp", "OT"), seed=0, edit=None, step=timedelta(hours=1), time_format=None
+):
+    """Noisy daily sines (of 24 rows) with a trend, one phase and scale per column,
+    a row every `step`, times written in `time_format` (default: ISO 8601)."""
     rng = np.random.default_rng(seed)
     t = np.arange(rows)
     values = (
@@ -141,8 +144,9 @@ def series_csv_file(path, rows=1200, columns=("load", "temp", "OT"), seed=0, edi
         )
         + 10
     )
-    times = [datetime(2020, 1, 1) + timedelta(hours=int(i)) for i in t]
-    lines = [[time.isoformat(sep=" ")] + [f"{v:.5f}" for v in row] for time, row in zip(times, values, strict=True)]
+    times = [datetime(2020, 1, 1) + int(i) * step for i in t]
+    written = [time.strftime(time_format) if time_format else time.isoformat(sep=" ") for time in times]
+    lines = [[time] + [f"{v:.5f}" for v in row] for time, row in zip(written, values, strict=True)]
     if edit:
         edit(lines)
     path.write_text("\n".join(",".join(line) for line in [["date", *columns]] + lines) + "\n")

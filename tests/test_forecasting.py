@@ -1,6 +1,7 @@
 """The forecasting app on synthetic series with a known pattern."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,8 @@ import pytest
 
 from seqapps.apps import forecasting, runs
 from seqapps.apps.export import run_savedmodel_in_subprocess
-from seqapps.apps.forecasting import baselines, data, windows
-from seqapps.apps.forecasting.model import build_model
+from seqapps.apps.forecasting import baselines, commands, data, windows
+from seqapps.apps.forecasting.model import SegmentRecurrentForecaster, build_model
 
 SHARED_ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ETTh1.csv"
 TINY = [
@@ -51,7 +52,7 @@ def config_for(csv, **overrides):
         "seed": 0,
         "batch_size": 32,
     }
-    return {**config, **overrides}
+    return data.complete_config({**config, **overrides})
 
 
 def error_of(args, capsys):
@@ -168,11 +169,88 @@ def test_baselines():
     np.testing.assert_array_equal(baselines.seasonal_naive(history, [0], 5, season=4)[0, :, 0], [4, 5, 6, 7, 4])
     # An exactly linear continuation is what the linear baseline learns.
     rng = np.random.default_rng(0)
-    slopes = rng.normal(size=(50, 1, 2))
     steps = np.arange(12)[None, :, None]
-    series = slopes * steps + rng.normal(size=(50, 1, 2))
-    weights = baselines.fit_linear(series[:, :8], series[:, 8:], [0, 1])
-    np.testing.assert_allclose(baselines.linear(series[:, :8], [0, 1], weights), series[:, 8:], atol=1e-8)
+    series = rng.normal(size=(60, 1, 2)) * steps + rng.normal(size=(60, 1, 2))
+    scale = np.array([1.0, 3.0])
+    weights = baselines.fit_linear(
+        (series[:50, :8], series[:50, 8:]), (series[50:, :8], series[50:, 8:]), [0, 1], scale
+    )
+    np.testing.assert_allclose(baselines.linear(series[:, :8], [0, 1], weights, scale), series[:, 8:], atol=1e-6)
+
+
+def test_the_linear_baseline_stays_sane_on_few_collinear_windows():
+    """Few windows (51) of a noisy random walk, whose 36 lagged inputs are nearly
+    collinear: least squares over them fits the noise and forecasts far worse than
+    persistence; the ridge fit chosen on validation stays near persistence."""
+    ridge, least_squares, persistence = [], [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        values = np.cumsum(rng.normal(size=(260, 1)), axis=0) + 0.3 * rng.normal(size=(260, 1))
+
+        def cut(start, end, values=values):
+            starts = np.arange(start, end - 60 + 1)
+            return np.stack([values[s : s + 36] for s in starts]), np.stack([values[s + 36 : s + 60] for s in starts])
+
+        train, validation, (history, future) = cut(0, 110), cut(74, 170), cut(134, 260)
+        scale = values[:110].std(axis=0)
+
+        def mse(forecast, future=future, scale=scale):
+            return np.mean(((forecast - future) / scale) ** 2)
+
+        weights = baselines.fit_linear(train, validation, [0], scale)
+        ridge.append(mse(baselines.linear(history, [0], weights, scale)))
+        x, y = baselines.recentred_rows(*train, [0], scale)
+        least_squares.append(mse(baselines.linear(history, [0], np.linalg.lstsq(x, y, rcond=None)[0], scale)))
+        persistence.append(mse(baselines.persistence(history, [0], 24)))
+    assert np.mean(least_squares) > 3 * np.mean(persistence)
+    assert np.mean(ridge) < 1.5 * np.mean(persistence) and np.mean(ridge) < np.mean(least_squares) / 2
+
+
+def test_metrics_table_keeps_large_numbers_apart():
+    metrics = {
+        "model": {"mse": 0.98802372, "mae": 0.5, "mae_raw": 2.2324},
+        "linear": {"mse": 4_900_000.123, "mae": 1234.5, "mae_raw": 98765432.1},
+    }
+    lines = commands.metrics_table(metrics, ["model", "linear"]).splitlines()
+    assert lines[2].split() == ["linear", "4900000.1230", "1234.5000", "98765432.1000"]
+    assert lines[1].split() == ["model", "0.9880", "0.5000", "2.2324"]
+    assert len({len(line) for line in lines}) == 1  # aligned
+
+
+def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
+    layer = SegmentRecurrentForecaster(
+        lookback=24,
+        horizon=36,
+        segment=6,
+        target_index=[0, 2],
+        cell="peephole",
+        units=8,
+        layers=1,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        decoder="parallel",
+        seed=0,
+    )
+    history = np.random.default_rng(0).normal(size=(5, 24, 3)).astype("float32")
+    forecast = layer(history).numpy()
+    assert forecast.shape == (5, 36, 2)
+    # Position and channel embeddings, half of the units each; no recurrent weights but the encoder's.
+    assert tuple(layer.position_embedding.shape) == (6, 4) and tuple(layer.channel_embedding.shape) == (3, 4)
+    assert [w.path for w in layer.weights if "encoder" not in w.path and "decoder" in w.path] == []
+    # Channel-independent: another variable's history changes nothing.
+    changed = history.copy()
+    changed[:, :, 1] += 5
+    np.testing.assert_allclose(layer(changed).numpy(), forecast, atol=1e-6)
+    # Each output segment comes from its own position embedding.
+    embedding = layer.position_embedding.numpy()
+    embedding[2] += 1
+    layer.position_embedding.assign(embedding)
+    moved = layer(history).numpy() != forecast
+    assert moved[:, 12:18].all() and not moved[:, :12].any() and not moved[:, 18:].any()
+    restored = SegmentRecurrentForecaster.from_config(layer.get_config())
+    restored(history)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(restored(history).numpy(), layer(history).numpy(), atol=1e-6)
 
 
 def test_missing_values_are_refused_or_filled(tmp_path, capsys, write_series):
@@ -227,9 +305,92 @@ def test_wrong_columns_and_short_series(tmp_path, capsys, write_series):
 
 @pytest.mark.skipif(not SHARED_ETTH1.exists(), reason=f"the real ETTh1 file is not at {SHARED_ETTH1}")
 def test_real_etth1_splits():
-    config = {**forecasting.DEFAULTS, "limit": None, "seed": 0}
+    config = data.complete_config({**forecasting.DEFAULTS, "limit": None, "seed": 0})
     series = data.load_series(config, SHARED_ETTH1.parent)
     assert series.features == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
     assert len(series.values) == 17420
     assert series.bounds(96) == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
     assert len(windows.window_starts(series, "test", config)) == 2785  # the papers' test set size
+
+
+ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+
+
+@pytest.mark.parametrize(
+    "dataset,rows,step,ends,season",
+    [
+        ("etth2", 17420, timedelta(hours=1), (8640, 11520, 14400), 24),
+        ("ettm1", 69680, timedelta(minutes=15), (34560, 46080, 57600), 96),
+        # The published files' row counts; 5165, 10444 and 1422 test windows, as the papers count them.
+        ("weather", 52696, timedelta(minutes=10), (36887, 42157, 52696), 144),
+        ("electricity", 26304, timedelta(hours=1), (18412, 21044, 26304), 24),
+        ("exchange_rate", 7588, timedelta(days=1), (5311, 6071, 7588), 7),
+    ],
+)
+def test_named_datasets_have_the_standard_splits(tmp_path, write_series, dataset, rows, step, ends, season):
+    benchmark = data.DATASETS[dataset]
+    write_series(tmp_path / benchmark.filename, rows=rows, columns=ETT_COLUMNS, step=step)
+    config = data.complete_config({**forecasting.DEFAULTS, "dataset": dataset, "limit": None, "seed": 0})
+    assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (96, 96, 12, season)
+    series = data.load_series(config, tmp_path)
+    assert series.split_ends == ends
+    # Validation and test windows start a lookback early; every target row of a split is forecast.
+    assert series.bounds(96) == {"train": (0, ends[0]), "val": (ends[0] - 96, ends[1]), "test": (ends[1] - 96, ends[2])}
+    assert len(windows.window_starts(series, "test", config)) == ends[2] - ends[1] - 96 + 1
+    assert len(windows.window_starts(series, "val", config)) == ends[1] - ends[0] - 96 + 1
+
+
+def test_illness_takes_its_weekly_defaults(tmp_path, write_series, capsys):
+    write_series(tmp_path / "national_illness.csv", rows=966, columns=ETT_COLUMNS, step=timedelta(weeks=1))
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", "illness", "--data-dir", str(tmp_path), "--run-dir", str(run_dir)]
+    forecasting.main([*args, "--units", "4", "--epochs", "1", "--verbose", "0"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (36, 24, 12, 52)
+    assert runs.load_model(run_dir).input_shape == (None, 36, 7)
+    assert data.load_series(config, tmp_path).split_ends == (676, 773, 966)
+
+
+def test_named_datasets_say_where_to_get_them(tmp_path, write_series, capsys):
+    err = error_of(["train", "--dataset", "traffic", "--run-dir", str(tmp_path / "r")], capsys)
+    assert "get traffic.csv from" in err and "github.com/thuml" in err and "--data-dir" in err
+    err = error_of(
+        ["train", "--dataset", "ettm2", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r")], capsys
+    )
+    assert "must hold ETTm2.csv" in err
+    write_series(tmp_path / "ETTh2.csv", rows=5000, columns=ETT_COLUMNS)
+    err = error_of(
+        ["train", "--dataset", "etth2", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r")], capsys
+    )
+    assert "5000 rows, fewer than the 20 months (14400 rows) of --dataset etth2" in err
+
+
+@pytest.mark.parametrize(
+    "written_format,first,detected",
+    [
+        ("%Y/%-m/%-d %-H:%M", "2020/1/1 0:00", "%Y/%m/%d %H:%M"),  # as exchange_rate.csv writes them
+        ("%Y-%m-%dT%H:%M", "2020-01-01T00:00", None),  # ISO 8601
+        ("%Y-%m-%d", "2020-01-01", None),
+        ("%d.%m.%Y %H:%M:%S", "01.01.2020 00:00:00", "%d.%m.%Y %H:%M:%S"),  # Jena climate
+        ("%d/%m/%Y %H:%M", "01/01/2020 00:00", "%d/%m/%Y %H:%M"),  # day first: later days pass 12
+    ],
+)
+def test_common_time_formats_are_detected(tmp_path, write_series, written_format, first, detected):
+    csv = write_series(tmp_path / "s.csv", step=timedelta(days=1), time_format=written_format)
+    assert csv.read_text().splitlines()[1].startswith(first + ",")
+    series = data.load_series(config_for(csv), None)
+    assert series.time_format == detected and series.summary()["time_step_seconds"] == 86400
+
+
+def test_ambiguous_or_unreadable_times_are_refused_with_the_fix(tmp_path, write_series, capsys):
+    # Twelve days of January: 01/02/2020 reads as 1 February or as 2 January.
+    ambiguous = write_series(tmp_path / "a.csv", rows=12, step=timedelta(days=1), time_format="%m/%d/%Y")
+    with pytest.raises(data.UsageError, match="read as %d/%m/%Y or as %m/%d/%Y; pass the one meant as --time-format"):
+        data.read_table(ambiguous)
+    times, *_, time_format = data.read_table(ambiguous, time_format="%m/%d/%Y")
+    assert time_format == "%m/%d/%Y" and times[1].day == 2
+    odd = write_series(tmp_path / "odd.csv", time_format="%d-%b-%Y %H:%M")
+    err = error_of(["train", "--dataset", str(odd), "--run-dir", str(tmp_path / "r")], capsys)
+    assert "line 2: cannot read '01-Jan-2020 00:00' as a time" in err and "--time-format" in err
+    series = data.load_series(config_for(odd, time_format="%d-%b-%Y %H:%M"), None)
+    assert len(series.values) == 1200

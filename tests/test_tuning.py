@@ -146,7 +146,8 @@ def test_a_trial_model_has_the_trial_lookback(tmp_path, write_series):
 
     csv = write_series(tmp_path / "sines.csv")
     config = {**forecasting.DEFAULTS, "dataset": str(csv), "horizon": 12, "segment": 6, "units": 4}
-    search_model = hypermodel.AppHyperModel(forecasting.APP, {**config, "seed": 0, "limit": None, "data_dir": None})
+    config = forecasting.APP.complete_config({**config, "seed": 0, "limit": None, "data_dir": None})
+    search_model = hypermodel.AppHyperModel(forecasting.APP, config)
     for lookback in (48, 192):
         hp = keras_tuner.HyperParameters()
         hp.Fixed("lookback", lookback)

@@ -244,6 +244,7 @@ def tune(args):
     sets = parse_sets(args.set)
     options = {k: v for k, v in sets.items() if k in app.defaults}
     config = {**app.defaults, **options, "seed": args.seed, "limit": args.limit, "data_dir": args.data_dir}
+    config = app.complete_config(config)
     space = keras_tuner.HyperParameters()
     app.search_space(space, config)
     names = list(space.values)

@@ -1,6 +1,6 @@
 """Multivariate time-series forecasting: raw-unit history in, raw-unit forecast out.
 
-    seqapps forecasting train --data-dir ../shared/data [--dataset etth1|jena|PATH.csv] [--horizon 96]
+    seqapps forecasting train --data-dir ../shared/data [--dataset etth1|...|PATH.csv] [--horizon 96]
     seqapps forecasting evaluate --run-dir runs/forecasting/<time>
     seqapps forecasting predict --model runs/forecasting/<time> series.csv
     seqapps forecasting export --run-dir runs/forecasting/<time>
@@ -8,10 +8,15 @@
 The model standardises its input with statistics of the training split and returns
 raw units, so the statistics travel with it (and with the export). Each variable's
 window is one sequence, cut into segments that a recurrent encoder reads (the
-channel-independent, segment-wise recurrence of SegRNN, Lin et al. 2023); a dense
-head predicts all `horizon` steps at once, or an autoregressive decoder predicts
-them a segment at a time. `evaluate` reports the model next to persistence,
-seasonal-naive and linear baselines under the same protocol.
+channel-independent, segment-wise recurrence of SegRNN, Lin et al. 2023), and
+each output segment is decoded from the final state in parallel (SegRNN's PMF), or
+a dense head predicts all `horizon` steps at once, or an autoregressive decoder
+predicts them a segment at a time. `evaluate` reports the model next to
+persistence, seasonal-naive and linear baselines under the same protocol.
+
+Named datasets follow the long-horizon benchmarks' protocol: ETT files split
+12/4/4 months, the others (and any CSV) 70/10/20 % in time order; validation and
+test windows start `lookback` rows before their split's first target.
 """
 
 from seqapps.apps import cli
@@ -19,22 +24,34 @@ from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, tr
 from seqapps.apps.forecasting import commands, data, model, windows
 
 OPTIONS = [
-    Option("dataset", "etth1", "etth1, jena, or a CSV path", data.dataset_name_or_path),
+    Option(
+        "dataset",
+        "etth1",
+        f"{', '.join(data.DATASETS)}, or a CSV path (split 70/10/20 %% in time order)",
+        data.dataset_name_or_path,
+    ),
     Option("date_column", None, "the time column (default: the dataset's, or a CSV's first column)"),
+    Option("time_format", None, "strptime format of the times (default: detected, e.g. ISO 8601, Y/M/D H:M)"),
     Option("features", None, "comma-separated input columns (default: all but the time)"),
     Option("targets", None, "comma-separated columns to forecast (default: all features)"),
     Option("fill", None, "fill missing values (default: refuse)", choices=["interpolate", "ffill"]),
     Option(
         "drop_duplicates", False, "keep the first of rows with the same time (default: refuse)", action="store_true"
     ),
-    Option("lookback", 96, "steps of history", cli.positive_int),
-    Option("horizon", 96, "steps to forecast", cli.positive_int),
+    Option("lookback", None, "steps of history (default: the dataset's, 96; illness 36)", cli.positive_int),
+    Option("horizon", None, "steps to forecast (default: the dataset's, 96; illness 24)", cli.positive_int),
     Option("stride", 1, "steps between training windows", cli.positive_int),
-    Option("segment", 12, "steps per segment the recurrent encoder reads", cli.positive_int),
-    Option("season", 24, "season length of the seasonal-naive baseline", cli.positive_int),
-    Option("decoder", "direct", "how the forecast is made", choices=["direct", "autoregressive"]),
+    Option("segment", None, "steps per segment, dividing lookback and horizon (default: 12)", cli.positive_int),
+    Option(
+        "season",
+        None,
+        "season of the seasonal-naive baseline, in rows (default: the dataset's day, week or year; a CSV's 24)",
+        cli.positive_int,
+    ),
+    Option("decoder", "direct", "how the forecast is made", choices=["parallel", "direct", "autoregressive"]),
     *recurrent_options(cell="gru", units=256, layers=1, bidirectional=False, dropout=0.1, recurrent_dropout=0.0),
     *training_options(epochs=30, batch_size=64, learning_rate=1e-3, patience=5),
+    Option("lr_decay", 1.0, "after the third epoch, multiply the learning rate by this every epoch", float),
 ]
 
 
@@ -65,6 +82,7 @@ APP = App(
         "predict": [(("--output",), {"help": "write the forecast CSV here instead of printing it"})],
     },
     run_files=lambda series: {"series.json": series.summary()},
+    complete_config=data.complete_config,
 )
 DEFAULTS = APP.defaults
 main = APP.main

@@ -19,20 +19,40 @@ def seasonal_naive(history, target_index, horizon, season):
     return history[:, steps][:, :, target_index]
 
 
-def fit_linear(history, future, target_index):
-    """Least-squares linear map from a variable's re-centred window to its future,
-    shared by all target variables (the NLinear baseline of Zeng et al. 2023)."""
-    x = history[:, :, target_index] - history[:, -1:, target_index]
-    y = future - history[:, -1:, target_index]
-    x = np.transpose(x, (0, 2, 1)).reshape(-1, x.shape[1])
-    y = np.transpose(y, (0, 2, 1)).reshape(-1, y.shape[1])
-    x = np.hstack([x, np.ones((len(x), 1))])
-    weights, *_ = np.linalg.lstsq(x.astype("float64"), y.astype("float64"), rcond=None)
-    return weights
-
-
-def linear(history, target_index, weights):
+def recentred_rows(history, future, target_index, scale):
+    """One row per (window, target) of the linear baseline: its window re-centred on
+    its last value, in standard deviations, plus a constant; and its future likewise."""
     last = history[:, -1:, target_index]
-    x = np.transpose(history[:, :, target_index] - last, (0, 2, 1))
-    y = np.concatenate([x, np.ones(x.shape[:2] + (1,))], axis=-1) @ weights
-    return np.transpose(y, (0, 2, 1)) + last
+    x = np.transpose((history[:, :, target_index] - last) / scale, (0, 2, 1)).reshape(-1, history.shape[1])
+    x = np.hstack([x, np.ones((len(x), 1))]).astype("float64")
+    if future is None:
+        return x, None
+    y = np.transpose((future - last) / scale, (0, 2, 1)).reshape(-1, future.shape[1]).astype("float64")
+    return x, y
+
+
+PENALTIES = [0.0, *np.logspace(-6, 3, 10)]  # up to weights near 0, i.e. persistence
+
+
+def fit_linear(train, validation, target_index, scale):
+    """A linear map from a variable's re-centred window to its future, shared by all
+    target variables (the NLinear baseline of Zeng et al. 2023), fitted by ridge
+    regression on the `train` (history, future) windows with the penalty (relative
+    to the mean squared input) that forecasts the `validation` windows best: plain
+    least squares overfits, even diverges, when the windows are few."""
+    x, y = recentred_rows(*train, target_index, scale)
+    x_val, y_val = recentred_rows(*validation, target_index, scale)
+    gram, moment = x.T @ x, x.T @ y
+    size = np.trace(gram) / len(gram)
+    fits = []
+    for penalty in PENALTIES:
+        ridge = penalty * size * np.diag([1.0] * (len(gram) - 1) + [0.0])  # the constant goes unpenalised
+        weights = np.linalg.lstsq(gram + ridge, moment, rcond=None)[0]
+        fits.append((np.mean((x_val @ weights - y_val) ** 2), weights))
+    return min(fits, key=lambda fit: fit[0])[1]
+
+
+def linear(history, target_index, weights, scale):
+    x, _ = recentred_rows(history, None, target_index, scale)
+    y = (x @ weights).reshape(len(history), len(target_index), -1)
+    return np.transpose(y, (0, 2, 1)) * scale + history[:, -1:, target_index]

@@ -42,15 +42,14 @@ def evaluate(args):
     history, actual = windows(series, "test", config)
     if args.limit:
         history, actual = history[: args.limit], actual[: args.limit]
-    index, horizon = series.target_index, config["horizon"]
-    train_history, train_future = windows(series, "train", config)
+    index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
+    linear = baselines.fit_linear(windows(series, "train", config), windows(series, "val", config), index, std)
     forecasts = {
         "model": model.predict(history, batch_size=256, verbose=1),
         "persistence": baselines.persistence(history, index, horizon),
         "seasonal_naive": baselines.seasonal_naive(history, index, horizon, config["season"]),
-        "linear": baselines.linear(history, index, baselines.fit_linear(train_history, train_future, index)),
+        "linear": baselines.linear(history, index, linear, std),
     }
-    std = series.std[index]
     metrics = {
         "test_windows": len(history),
         "targets": series.targets,
@@ -63,12 +62,21 @@ def evaluate(args):
         {name: metrics[name]["per_step"]["mse"] for name in forecasts}, run_dir / "error_by_horizon.png"
     )
     print(f"\nTest windows: {len(history):,}; horizon {horizon}; targets {', '.join(series.targets)}")
-    print(f"{'':16}{'MSE':>8}{'MAE':>8}{'raw MAE':>10}   (MSE and MAE on the standardised scale)")
-    for name in forecasts:
-        m = metrics[name]
-        print(f"{name:16}{m['mse']:8.4f}{m['mae']:8.4f}{m['mae_raw']:10.4f}")
+    print("MSE and MAE on the standardised scale:")
+    print(metrics_table(metrics, list(forecasts)))
     print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png and error_by_horizon.png")
     return metrics
+
+
+def metrics_table(metrics, names):
+    """The metrics of `names` as aligned text columns, readable at any magnitude."""
+    header = ["", "MSE", "MAE", "raw MAE"]
+    rows = [[name] + [f"{metrics[name][key]:.4f}" for key in ("mse", "mae", "mae_raw")] for name in names]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for name, *cells in [header, *rows]:
+        lines.append("  ".join([name.ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells, widths[1:], strict=True)]))
+    return "\n".join(lines)
 
 
 def load_forecaster(model_path):
@@ -95,7 +103,7 @@ def predict(args):
     if len(args.inputs) != 1:
         raise UsageError("give one CSV file: the forecast starts after its last --lookback rows")
     info, forecast_fn = load_forecaster(args.model)
-    times, columns, values = read_table(args.inputs[0], info["date_column"], info["time_format"])
+    times, columns, values, _ = read_table(args.inputs[0], info["date_column"], info["time_format"])
     features = select_columns(columns, info["features"], "the model's features", args.inputs[0])
     values = values[:, [columns.index(name) for name in features]]
     if len(values) < info["lookback"]:

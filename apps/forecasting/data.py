@@ -11,22 +11,79 @@ import numpy as np
 
 from seqapps.apps.cli import UsageError
 
+ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/"
+BUNDLE = (
+    "the long-horizon benchmark bundle linked from https://github.com/thuml/Autoformer "
+    "(or https://github.com/thuml/Time-Series-Library)"
+)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A named dataset of the long-horizon benchmarks and its standard protocol, as the
+    Informer / Autoformer / Time-Series-Library code defines it.
+
+    The ETT files (`rows_per_hour` set) split 12/4/4 months of 30 days; the others
+    70/10/20 % in time order. `url` is None where no server hands out the file
+    directly; `source` then says where to get it.
+    """
+
+    filename: str
+    season: int  # of the seasonal-naive baseline, in rows
+    url: str | None = None
+    source: str = BUNDLE
+    date_column: str = "date"
+    rows_per_hour: int | None = None
+    lookback: int = 96
+    horizon: int = 96
+    segment: int = 12
+
+
 DATASETS = {
-    # name: (file in --data-dir, download URL, date column, time format or None for ISO 8601)
-    "etth1": (
-        "ETTh1.csv",
-        "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv",
-        "date",
-        None,
-    ),
-    "jena": (
+    "etth1": Benchmark("ETTh1.csv", 24, ETT_URL + "ETTh1.csv", rows_per_hour=1),
+    "etth2": Benchmark("ETTh2.csv", 24, ETT_URL + "ETTh2.csv", rows_per_hour=1),
+    "ettm1": Benchmark("ETTm1.csv", 96, ETT_URL + "ETTm1.csv", rows_per_hour=4),
+    "ettm2": Benchmark("ETTm2.csv", 96, ETT_URL + "ETTm2.csv", rows_per_hour=4),
+    "weather": Benchmark("weather.csv", 144),  # a day of 10-minute rows
+    "electricity": Benchmark("electricity.csv", 24),
+    "traffic": Benchmark("traffic.csv", 24),
+    "exchange_rate": Benchmark("exchange_rate.csv", 7),
+    "illness": Benchmark("national_illness.csv", 52, lookback=36, horizon=24, segment=12),  # weekly
+    "jena": Benchmark(
         "jena_climate_2009_2016.csv",
+        144,
         "https://storage.googleapis.com/tensorflow/tf-keras-datasets/jena_climate_2009_2016.csv.zip",
-        "Date Time",
-        "%d.%m.%Y %H:%M:%S",
+        date_column="Date Time",
     ),
 }
+# A CSV given by path takes these where the options are left unset.
+CSV_DEFAULTS = Benchmark("", 24)
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
+# The time formats read without --time-format (None: ISO 8601, with or without `T`
+# and seconds, or a date alone). Day-first and month-first slashes both occur: a
+# column that reads both ways is refused as ambiguous.
+TIME_FORMATS = [
+    None,
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+]
+
+
+def complete_config(config):
+    """`config` with the dataset's lookback, horizon, segment and season where they are unset."""
+    benchmark = DATASETS.get(config["dataset"], CSV_DEFAULTS)
+    defaults = {name: getattr(benchmark, name) for name in ("lookback", "horizon", "segment", "season")}
+    return {**config, **{name: value for name, value in defaults.items() if config.get(name) is None}}
 
 
 def find_csv(dataset, data_dir):
@@ -36,24 +93,52 @@ def find_csv(dataset, data_dir):
         if not path.is_file():
             raise UsageError(f"--dataset {dataset}: no such file; give a CSV path or one of: {', '.join(DATASETS)}")
         return path
-    filename, url, _, _ = DATASETS[dataset]
+    benchmark = DATASETS[dataset]
     if data_dir is not None:
-        path = Path(data_dir) / filename
+        path = Path(data_dir) / benchmark.filename
         if not path.is_file():
-            raise UsageError(f"{path} not found: --data-dir must hold {filename} for --dataset {dataset}")
+            raise UsageError(f"{path} not found: --data-dir must hold {benchmark.filename} for --dataset {dataset}")
         return path
-    downloaded = Path(keras.utils.get_file(origin=url, extract=url.endswith(".zip")))
-    return next(downloaded.rglob(filename)) if downloaded.is_dir() else downloaded
-
-
-def parse_time(text, time_format, where):
-    try:
-        return datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
-    except ValueError:
+    if benchmark.url is None:
         raise UsageError(
-            f"{where}: cannot read {text!r} as a time"
-            + (f" in the format {time_format}" if time_format else " (expected ISO 8601)")
-        ) from None
+            f"--dataset {dataset} is not served for direct download: get {benchmark.filename} from "
+            f"{benchmark.source} and pass the directory holding it as --data-dir"
+        )
+    downloaded = Path(keras.utils.get_file(origin=benchmark.url, extract=benchmark.url.endswith(".zip")))
+    return next(downloaded.rglob(benchmark.filename)) if downloaded.is_dir() else downloaded
+
+
+def read_times(texts, time_format):
+    """Datetimes of `texts` in `time_format` (None: ISO 8601), or None if one does not read."""
+    try:
+        if time_format is None:
+            return [datetime.fromisoformat(text) for text in texts]
+        return [datetime.strptime(text, time_format) for text in texts]
+    except ValueError:
+        return None
+
+
+def parse_times(texts, time_format, path):
+    """(datetimes, format) of a time column: in `time_format` (a strptime format) if
+    given, else in the one format of TIME_FORMATS that reads the whole column."""
+    formats = [time_format] if time_format else TIME_FORMATS
+    readings = {f: times for f in formats if (times := read_times(texts, f)) is not None}
+    if not readings:
+        unread = next((i for i, text in enumerate(texts) if all(read_times([text], f) is None for f in formats)), 0)
+        where = f"{path}, line {unread + 2}: cannot read {texts[unread]!r} as a time"
+        if time_format:
+            raise UsageError(f"{where} in the format {time_format}")
+        raise UsageError(
+            f"{where} (read: ISO 8601, Y/M/D H:M, D.M.Y H:M:S, D/M/Y, dates alone, one format per column); "
+            "pass its strptime format, e.g. --time-format '%d-%b-%Y %H:%M'"
+        )
+    if len({tuple(times) for times in readings.values()}) > 1:
+        raise UsageError(
+            f"{path}: times such as {texts[0]!r} read as {' or as '.join(map(str, readings))}; "
+            "pass the one meant as --time-format"
+        )
+    time_format = next(iter(readings))
+    return np.array(readings[time_format]), time_format
 
 
 def read_header(path):
@@ -62,7 +147,8 @@ def read_header(path):
 
 
 def read_table(path, date_column=None, time_format=None):
-    """(times, column names, values) of a CSV with a time column and numeric columns.
+    """(times, column names, values, time format) of a CSV with a time column and
+    numeric columns; the time format is `time_format` or the one detected.
 
     Missing cells (empty, NaN, NA, null) are NaN in `values`; anything else that is
     not a number is an error naming its row and column.
@@ -80,18 +166,18 @@ def read_table(path, date_column=None, time_format=None):
         raise UsageError(f"{path}: no time column {date_column!r}; columns are: {', '.join(header)}")
     date_index = header.index(date_column)
     columns = [name for name in header if name != date_column]
-    times, values = [], np.empty((len(rows), len(columns)))
+    values = np.empty((len(rows), len(columns)))
     for r, row in enumerate(rows):
         line = r + 2
         if len(row) != len(header):
             raise UsageError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}")
-        times.append(parse_time(row[date_index], time_format, f"{path}, line {line}"))
         for c, cell in enumerate(cell for i, cell in enumerate(row) if i != date_index):
             try:
                 values[r, c] = np.nan if cell.strip().lower() in MISSING else float(cell)
             except ValueError:
                 raise UsageError(f"{path}, line {line}, column {columns[c]!r}: {cell!r} is not a number") from None
-    return np.array(times), columns, values
+    times, time_format = parse_times([row[date_index] for row in rows], time_format, path)
+    return times, columns, values, time_format
 
 
 def select_columns(columns, wanted, what, path):
@@ -153,11 +239,18 @@ def dataset_name_or_path(text):
     return text if text in DATASETS else str(Path(text).expanduser().resolve())
 
 
-def split_ends(n_rows, dataset):
-    """The rows where the training, validation and test splits end."""
-    if dataset == "etth1":  # 12/4/4 months of 30 days, as in Informer, DLinear, PatchTST
-        return 8640, 11520, 14400
-    return int(n_rows * 0.7), n_rows - int(n_rows * 0.2), n_rows  # 70/10/20, as the same papers split others
+def split_ends(n_rows, dataset, path):
+    """The rows where the training, validation and test splits end: 12/4/4 months of
+    30 days for the ETT files, else 70/10/20 % (validation takes what the training
+    and test splits leave), as the Informer/Autoformer/Time-Series-Library code splits."""
+    rows_per_hour = DATASETS[dataset].rows_per_hour if dataset in DATASETS else None
+    if rows_per_hour is None:
+        return int(n_rows * 0.7), n_rows - int(n_rows * 0.2), n_rows
+    month = 30 * 24 * rows_per_hour
+    ends = 12 * month, 16 * month, 20 * month
+    if n_rows < ends[-1]:
+        raise UsageError(f"{path}: {n_rows} rows, fewer than the 20 months ({ends[-1]} rows) of --dataset {dataset}")
+    return ends
 
 
 def split_bounds(ends, lookback):
@@ -210,15 +303,15 @@ def load_series(config, data_dir) -> Series:
     """The series `config` names (dataset, columns, fill, drop_duplicates), checked."""
     dataset = config["dataset"]
     path = find_csv(dataset, data_dir)
-    _, _, date_column, time_format = DATASETS.get(dataset, (None, None, None, None))
-    date_column = config["date_column"] or date_column
-    times, columns, values = read_table(path, date_column, time_format)
+    date_column = config["date_column"] or (DATASETS[dataset].date_column if dataset in DATASETS else None)
+    # Runs from before --time-format have none in their config.
+    times, columns, values, time_format = read_table(path, date_column, config.get("time_format"))
     features = select_columns(columns, config["features"], "--features", path)
     targets = select_columns(features, config["targets"], "--targets (which must be among the features)", path)
     values = values[:, [columns.index(name) for name in features]]
     keep = check_times(times, config["drop_duplicates"], path)
     times, values = times[keep], fill_missing(values[keep], features, config["fill"], path)
-    ends = split_ends(len(values), dataset)
+    ends = split_ends(len(values), dataset, path)
     needed = config["lookback"] + config["horizon"]
     for split, (start, end) in split_bounds(ends, config["lookback"]).items():
         if end - start < needed:
@@ -248,6 +341,7 @@ def load_series(config, data_dir) -> Series:
 
 
 def load(config) -> Series:
+    """The series of a `config` completed by `complete_config`."""
     series = load_series(config, config["data_dir"])
     print(
         f"{len(series.values):,} rows of {len(series.features)} variables from {series.path}; "

@@ -1,9 +1,12 @@
 """The forecasting model: raw-unit history -> standardise -> segment-wise recurrent
 forecaster -> raw-unit forecast."""
 
+import math
+
 import keras
 from keras import ops
 
+from seqapps.apps.forecasting.windows import window_starts
 from seqapps.layers import make_rnn
 
 
@@ -14,8 +17,16 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
 
     Each window is re-centred on its last value (and the forecast shifted back),
     cut into segments of `segment` steps, embedded, and read by recurrent layers
-    from `make_rnn`. `decoder="direct"` maps the final state to all `horizon` steps;
-    `"autoregressive"` decodes a segment at a time, feeding each back in.
+    from `make_rnn`. Three decoders turn the final state into `horizon` steps:
+
+    - `"parallel"`: SegRNN's parallel multi-step forecasting. Every output segment
+      m of variable c is one step of the last encoder layer, started from the final
+      state, whose input is a learned position embedding of m joined to a learned
+      channel embedding of c (`units // 2` each); a dense head maps each step's
+      output to the segment's `segment` values. All segments decode at once.
+    - `"direct"`: a dense head maps the final state to all `horizon` steps.
+    - `"autoregressive"`: a second recurrent layer decodes a segment at a time,
+      feeding each back in.
     """
 
     def __init__(
@@ -56,7 +67,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             for i in range(layers)
         ]
         self.head_dropout = keras.layers.Dropout(dropout, seed=seed)
-        if decoder == "direct":
+        if decoder == "parallel":
+            self.head = keras.layers.Dense(segment, name="head")
+        elif decoder == "direct":
             self.head = keras.layers.Dense(horizon, name="head")
         elif decoder == "autoregressive":
             self.decoder_rnn = make_rnn(
@@ -64,7 +77,7 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             )
             self.head = keras.layers.Dense(segment, name="head")
         else:
-            raise ValueError(f"Unknown decoder {decoder!r}; valid: direct, autoregressive.")
+            raise ValueError(f"Unknown decoder {decoder!r}; valid: parallel, direct, autoregressive.")
 
     def build(self, input_shape):
         n_segments = self.lookback // self.segment
@@ -72,11 +85,19 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         shape = (None, n_segments, self.units)
         for rnn in self.encoder:
             rnn.build(shape)
+        if self.decoder == "parallel":
+            # SegRNN draws both embeddings from a standard normal.
+            normal = keras.initializers.RandomNormal(stddev=1.0, seed=self.seed)
+            half = self.units // 2
+            self.position_embedding = self.add_weight(
+                shape=(self.horizon // self.segment, half), initializer=normal, name="position_embedding"
+            )
+            self.channel_embedding = self.add_weight(
+                shape=(input_shape[-1], self.units - half), initializer=normal, name="channel_embedding"
+            )
         if self.decoder == "autoregressive":
             self.decoder_rnn.build((None, 1, self.units))
-            self.head.build((None, self.units))
-        else:
-            self.head.build((None, self.units))
+        self.head.build((None, self.units))
 
     def call(self, history, training=False):
         last = history[:, -1:, :]
@@ -87,7 +108,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         for rnn in self.encoder[:-1]:
             h = rnn(h, training=training)
         h, *states = self.encoder[-1](h, training=training)
-        if self.decoder == "direct":
+        if self.decoder == "parallel":
+            y = self.decode_in_parallel(states, ops.shape(history)[0], features, training)
+        elif self.decoder == "direct":
             y = self.head(self.head_dropout(h, training=training))
         else:
             pieces, segment = [], segments[:, -1, :]
@@ -98,6 +121,24 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             y = ops.concatenate(pieces, axis=-1)
         y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) + last
         return ops.take(y, self.target_index, axis=-1)
+
+    def decode_in_parallel(self, states, batch, features, training):
+        """(batch * features, horizon): one step of the last encoder layer per output segment."""
+        n_out = self.horizon // self.segment
+        queries = ops.concatenate(
+            [
+                ops.broadcast_to(self.position_embedding[None], (features, n_out, self.units // 2)),
+                ops.broadcast_to(self.channel_embedding[:, None], (features, n_out, self.units - self.units // 2)),
+            ],
+            axis=-1,
+        )
+        # Rows ordered (window, variable, segment), like the encoder's (window, variable).
+        queries = ops.broadcast_to(queries[None], (batch, features, n_out, self.units))
+        queries = ops.reshape(queries, (-1, 1, self.units))
+        states = [ops.reshape(ops.repeat(state[:, None], n_out, axis=1), (-1, self.units)) for state in states]
+        h, *_ = self.encoder[-1](queries, initial_state=states, training=training)
+        y = self.head(self.head_dropout(h, training=training))  # (batch * features * n_out, segment)
+        return ops.reshape(y, (-1, self.horizon))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.horizon, len(self.target_index))
@@ -135,6 +176,17 @@ class StandardizedMeanSquaredError(keras.losses.Loss):
         return {**super().get_config(), "scale": self.scale}
 
 
+def learning_rate(config, series):
+    """The learning rate, or with `lr_decay` < 1 SegRNN's schedule: constant for three
+    epochs, then multiplied by `lr_decay` after each epoch."""
+    if config["lr_decay"] == 1 or config["epochs"] <= 3:
+        return config["learning_rate"]
+    steps = math.ceil(len(window_starts(series, "train", config)) / config["batch_size"])
+    boundaries = [steps * epoch for epoch in range(3, config["epochs"])]
+    rates = [config["learning_rate"] * config["lr_decay"] ** k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
+
+
 def build_model(config, series):
     """The compiled model for `config`, standardising with the statistics of `series` (`data.Series`)."""
     mean, var, index = series.mean, series.std**2, series.target_index
@@ -157,7 +209,7 @@ def build_model(config, series):
     forecast = keras.layers.Normalization(mean=mean[index], variance=var[index], invert=True, name="forecast")(x)
     model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
     model.compile(
-        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        optimizer=keras.optimizers.Adam(learning_rate(config, series)),
         loss=StandardizedMeanSquaredError(series.std[index]),
         metrics=["mae"],
     )
