@@ -78,7 +78,30 @@ def test_evaluate_writes_metrics(run_dir, capsys):
     assert saved["examples"] == 20
     assert sum(map(sum, saved["confusion_matrix"])) == 20
     assert (run_dir / "confusion_matrix.png").is_file()
-    assert "roc_auc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "roc_auc" in out
+    # The bag-of-n-grams baseline beside the model, fitted on the same training split.
+    baseline = saved["baseline"]
+    assert baseline["examples"] == 20 and baseline["accuracy"] > 0.8 and baseline["C"] in (0.3, 1.0, 3.0)
+    assert any(line.startswith("model ") for line in out.splitlines())
+    assert any(line.startswith("baseline ") for line in out.splitlines())
+
+
+def test_the_bag_of_ngrams_baseline_learns(make_imdb, tmp_path):
+    from seqapps.apps.sentiment import baseline
+
+    reviews = data.load_imdb(make_imdb(tmp_path, per_class=(60, 40), seed=1))
+    texts, labels = reviews["train"]
+    features = baseline.CountVectorizer(token_pattern=r"\S+", binary=True).fit(baseline.cleaned(texts))
+    ratios = baseline.log_count_ratios(features.transform(baseline.cleaned(texts)), labels)
+    vocabulary = features.vocabulary_
+    assert ratios[vocabulary["superb"]] > 0 > ratios[vocabulary["dull"]]
+    assert abs(ratios[vocabulary["film"]]) < ratios[vocabulary["superb"]]
+    probabilities, cost = baseline.fit_baseline((texts[::2], labels[::2]), (texts[1::2], labels[1::2]))
+    accuracy = np.mean((probabilities(reviews["test"][0]) >= 0.5) == reviews["test"][1])
+    assert accuracy >= 0.9 and cost in baseline.COSTS
+    # The baseline reads the text as the model does.
+    assert baseline.cleaned(["Not GREAT.<br />Awful!"]) == ["not great  awful "]
 
 
 @pytest.mark.slow

@@ -7,9 +7,11 @@ from seqapps.apps import runs
 from seqapps.apps.cli import as_bytes, read_inputs
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.plots import plot_confusion_matrix
+from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
 
 LABELS = np.array(["negative", "positive"])
+BASELINE = "NB-weighted logistic regression over binary unigrams and bigrams"
 
 
 def binary_metrics(labels, probabilities):
@@ -44,20 +46,35 @@ def binary_metrics(labels, probabilities):
 
 
 def evaluate(args):
+    """The model's metrics on the test split, and beside them (under "baseline") those
+    of the NB-weighted bag-of-n-grams baseline fitted on the run's training split."""
     model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config_path = out_dir / "config.json"
     config = runs.load_json(config_path) if config_path.exists() else {}
     # A run of an earlier version has no dataset in its config: it trained on IMDB.
-    config = {"dataset": "imdb", "seed": 0, **config, "limit": args.limit}
-    texts, labels = load_reviews(config, args.data_dir or config.get("data_dir"), ("test",))["test"]
+    config = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, **config}
+    data_dir = args.data_dir or config.get("data_dir")
+    splits = load_reviews(config, data_dir, ("train", "validation", "test"))
+    if args.limit != config["limit"]:
+        splits["test"] = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
+    texts, labels = splits["test"]
     probabilities = model.predict(tf.constant(texts.astype(str)), batch_size=256, verbose=1).reshape(-1)
     metrics = binary_metrics(labels, probabilities)
+    print("Fitting the bag-of-n-grams baseline on the training split ...")
+    baseline, cost = fit_baseline(splits["train"], splits["validation"])
+    metrics["baseline"] = {"model": BASELINE, "C": cost, **binary_metrics(labels, baseline(texts))}
     runs.save_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(metrics["confusion_matrix"], LABELS, out_dir / "confusion_matrix.png")
-    for name in ("examples", "accuracy", "precision", "recall", "f1", "roc_auc"):
-        value = metrics[name]
-        print(f"{name:>10}: {value:.4f}" if isinstance(value, float) else f"{name:>10}: {value}")
-    print(f"confusion matrix [[TN, FP], [FN, TP]]: {metrics['confusion_matrix']}")
+    print(f"\nTest reviews: {metrics['examples']:,}")
+    names = ("accuracy", "precision", "recall", "f1", "roc_auc")
+    print(f"{'':10}" + "".join(f"{name:>11}" for name in names))
+    for row, values in (("model", metrics), ("baseline", metrics["baseline"])):
+        print(
+            f"{row:10}"
+            + "".join(f"{values[name]:11.4f}" if values[name] is not None else f"{'-':>11}" for name in names)
+        )
+    print(f"(baseline: {BASELINE}, C={cost})")
+    print(f"confusion matrix [[TN, FP], [FN, TP]] of the model: {metrics['confusion_matrix']}")
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")
     return metrics
 

@@ -1,0 +1,47 @@
+"""The classical baseline the recurrent model is measured against: logistic regression
+over binary unigram and bigram features scaled by their naive-Bayes log-count ratios
+(NBSVM's features, Wang & Manning 2012, with a logistic instead of a hinge loss)."""
+
+import numpy as np
+import tensorflow as tf
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from seqapps.apps.sentiment.model import clean_review
+
+# Inverse regularisation strengths tried; the one most accurate on validation is kept.
+COSTS = (0.3, 1.0, 3.0)
+
+
+def cleaned(texts):
+    """The texts as the model's vectorizer sees them."""
+    return [text.decode() for text in clean_review(tf.constant(np.asarray(texts).astype(str))).numpy()]
+
+
+def log_count_ratios(features, labels, alpha=1.0):
+    """r = log((p / |p|_1) / (q / |q|_1)) with p, q the smoothed feature counts of the
+    positive and negative reviews."""
+    labels = np.asarray(labels).astype(bool)
+    p = alpha + np.asarray(features[labels].sum(axis=0)).ravel()
+    q = alpha + np.asarray(features[~labels].sum(axis=0)).ravel()
+    return np.log((p / p.sum()) / (q / q.sum()))
+
+
+def fit_baseline(train, validation):
+    """(probability function, chosen cost) of the NB-weighted logistic regression
+    fitted on `train` (texts, labels), its cost chosen on `validation`."""
+    vectorizer = CountVectorizer(lowercase=False, token_pattern=r"\S+", ngram_range=(1, 2), binary=True)
+    features = vectorizer.fit_transform(cleaned(train[0]))
+    ratios = log_count_ratios(features, train[1])
+
+    def nb_features(texts):
+        return vectorizer.transform(cleaned(texts)).multiply(ratios).tocsr()
+
+    x, x_val = features.multiply(ratios).tocsr(), nb_features(validation[0])
+    fits = [LogisticRegression(C=cost, solver="liblinear", dual=True).fit(x, train[1]) for cost in COSTS]
+    best = max(fits, key=lambda fit: np.mean(fit.predict(x_val) == validation[1]))
+
+    def probabilities(texts):
+        return best.predict_proba(nb_features(texts))[:, 1]
+
+    return probabilities, best.C
