@@ -97,7 +97,7 @@ class App:
             run directory before training, for the other commands.
         complete_config: `complete_config(config) -> config` with the options left
             unset (None) whose defaults depend on other options filled in
-            (forecasting: the named dataset's lookback, horizon and season).
+            (forecasting: the named dataset's lookback, horizon, segment and season).
     """
 
     name: str

@@ -37,7 +37,8 @@ def series_csv(tmp_path_factory, write_series):
 @pytest.fixture(scope="module")
 def run_dir(series_csv, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "sines"
-    forecasting.main(["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "6", *TINY])
+    args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "6", *TINY]
+    forecasting.main([*args, "--decoder", "parallel", "--lr-decay", "0.9"])
     return run_dir
 
 
@@ -236,11 +237,18 @@ def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
     assert forecast.shape == (5, 36, 2)
     # Position and channel embeddings, half of the units each; no recurrent weights but the encoder's.
     assert tuple(layer.position_embedding.shape) == (6, 4) and tuple(layer.channel_embedding.shape) == (3, 4)
-    assert [w.path for w in layer.weights if "encoder" not in w.path and "decoder" in w.path] == []
-    # Channel-independent: another variable's history changes nothing.
+    names = sorted(w.path.split("/", 1)[1] for w in layer.weights)
+    assert names == sorted(
+        ["position_embedding", "channel_embedding", "segment_embedding/kernel", "segment_embedding/bias"]
+        + ["encoder_0/" + w.path.split("encoder_0/")[1] for w in layer.encoder[0].weights]
+        + ["head/kernel", "head/bias"]
+    )
+    # Channel-independent: another variable's history changes nothing, and each
+    # window's forecast is its own.
     changed = history.copy()
-    changed[:, :, 1] += 5
+    changed[:, :, 1] += np.random.default_rng(1).normal(size=(5, 24))
     np.testing.assert_allclose(layer(changed).numpy(), forecast, atol=1e-6)
+    np.testing.assert_allclose(layer(history[::-1]).numpy(), forecast[::-1], atol=1e-6)
     # Each output segment comes from its own position embedding.
     embedding = layer.position_embedding.numpy()
     embedding[2] += 1
@@ -297,6 +305,8 @@ def test_wrong_columns_and_short_series(tmp_path, capsys, write_series):
     short = write_series(tmp_path / "short.csv", rows=60)
     err = error_of(["train", "--dataset", str(short), "--run-dir", str(tmp_path / "r2"), *TINY], capsys)
     assert "fewer than lookback + horizon = 36" in err
+    err = error_of(["train", "--dataset", str(csv), "--lookback", "30", "--run-dir", str(tmp_path / "r5")], capsys)
+    assert "--segment 12 must divide --lookback 30" in err and not (tmp_path / "r5").exists()
     err = error_of(["train", "--dataset", str(tmp_path / "none.csv"), "--run-dir", str(tmp_path / "r3")], capsys)
     assert "no such file" in err
     err = error_of(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r4")], capsys)
@@ -349,6 +359,9 @@ def test_illness_takes_its_weekly_defaults(tmp_path, write_series, capsys):
     assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (36, 24, 12, 52)
     assert runs.load_model(run_dir).input_shape == (None, 36, 7)
     assert data.load_series(config, tmp_path).split_ends == (676, 773, 966)
+    # The season (52 weeks) is longer than the lookback: the baseline reaches further back.
+    metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
+    assert np.isfinite(metrics["seasonal_naive"]["mse"]) and metrics["test_windows"] == 966 - 773 - 24 + 1
 
 
 def test_named_datasets_say_where_to_get_them(tmp_path, write_series, capsys):
@@ -389,6 +402,13 @@ def test_ambiguous_or_unreadable_times_are_refused_with_the_fix(tmp_path, write_
         data.read_table(ambiguous)
     times, *_, time_format = data.read_table(ambiguous, time_format="%m/%d/%Y")
     assert time_format == "%m/%d/%Y" and times[1].day == 2
+
+    def mix(lines):
+        lines[5][0] = lines[5][0][:-3]  # 2020-01-01 05:00 among 2020-01-01 05:00:00
+
+    mixed = write_series(tmp_path / "mixed.csv", time_format="%Y/%m/%d %H:%M:%S", edit=mix)
+    with pytest.raises(data.UsageError, match="line 7: '2020/01/01 05:00' is not in the time format of line 2"):
+        data.read_table(mixed)
     odd = write_series(tmp_path / "odd.csv", time_format="%d-%b-%Y %H:%M")
     err = error_of(["train", "--dataset", str(odd), "--run-dir", str(tmp_path / "r")], capsys)
     assert "line 2: cannot read '01-Jan-2020 00:00' as a time" in err and "--time-format" in err

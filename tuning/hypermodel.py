@@ -32,7 +32,7 @@ class AppHyperModel(keras_tuner.HyperModel):
     def __init__(self, app, config):
         super().__init__(name=app.name)
         self.app = app
-        self.fixed = dict(config)
+        self.fixed = app.complete_config(dict(config))
         self.objective = keras_tuner.Objective(app.monitor, app.mode)
         self.data = app.load(self.fixed)
 

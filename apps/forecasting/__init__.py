@@ -51,7 +51,9 @@ OPTIONS = [
     Option("decoder", "direct", "how the forecast is made", choices=["parallel", "direct", "autoregressive"]),
     *recurrent_options(cell="gru", units=256, layers=1, bidirectional=False, dropout=0.1, recurrent_dropout=0.0),
     *training_options(epochs=30, batch_size=64, learning_rate=1e-3, patience=5),
-    Option("lr_decay", 1.0, "after the third epoch, multiply the learning rate by this every epoch", float),
+    Option(
+        "lr_decay", 1.0, "after the fourth epoch, multiply the learning rate by this every epoch", cli.positive_float
+    ),
 ]
 
 

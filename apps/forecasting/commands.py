@@ -11,7 +11,7 @@ from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.forecasting import baselines
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
-from seqapps.apps.forecasting.windows import windows
+from seqapps.apps.forecasting.windows import window_starts, windows
 from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
 
 
@@ -43,11 +43,16 @@ def evaluate(args):
     if args.limit:
         history, actual = history[: args.limit], actual[: args.limit]
     index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
+    # A season may be longer than the lookback (a day of 10-minute rows): the
+    # seasonal-naive baseline reaches back a whole season before each window's end.
+    lookback, reach = config["lookback"], max(config["lookback"], config["season"])
+    ends = window_starts(series, "test", config)[: len(history)] + lookback
+    seasonal_history = np.stack([series.values[end - reach : end] for end in ends])
     linear = baselines.fit_linear(windows(series, "train", config), windows(series, "val", config), index, std)
     forecasts = {
         "model": model.predict(history, batch_size=256, verbose=1),
         "persistence": baselines.persistence(history, index, horizon),
-        "seasonal_naive": baselines.seasonal_naive(history, index, horizon, config["season"]),
+        "seasonal_naive": baselines.seasonal_naive(seasonal_history, index, horizon, config["season"]),
         "linear": baselines.linear(history, index, linear, std),
     }
     metrics = {

@@ -97,7 +97,10 @@ def find_csv(dataset, data_dir):
     if data_dir is not None:
         path = Path(data_dir) / benchmark.filename
         if not path.is_file():
-            raise UsageError(f"{path} not found: --data-dir must hold {benchmark.filename} for --dataset {dataset}")
+            where = "" if benchmark.url else f" (get it from {benchmark.source})"
+            raise UsageError(
+                f"{path} not found: --data-dir must hold {benchmark.filename} for --dataset {dataset}{where}"
+            )
         return path
     if benchmark.url is None:
         raise UsageError(
@@ -124,7 +127,14 @@ def parse_times(texts, time_format, path):
     formats = [time_format] if time_format else TIME_FORMATS
     readings = {f: times for f in formats if (times := read_times(texts, f)) is not None}
     if not readings:
-        unread = next((i for i, text in enumerate(texts) if all(read_times([text], f) is None for f in formats)), 0)
+        unread = next((i for i, text in enumerate(texts) if all(read_times([text], f) is None for f in formats)), None)
+        if unread is None:
+            first = next(f for f in formats if read_times(texts[:1], f) is not None)
+            mixed = next(i for i, text in enumerate(texts) if read_times([text], first) is None)
+            raise UsageError(
+                f"{path}, line {mixed + 2}: {texts[mixed]!r} is not in the time format of line 2 ({texts[0]!r}); "
+                "write every time in one format"
+            )
         where = f"{path}, line {unread + 2}: cannot read {texts[unread]!r} as a time"
         if time_format:
             raise UsageError(f"{where} in the format {time_format}")
@@ -312,6 +322,11 @@ def load_series(config, data_dir) -> Series:
     keep = check_times(times, config["drop_duplicates"], path)
     times, values = times[keep], fill_missing(values[keep], features, config["fill"], path)
     ends = split_ends(len(values), dataset, path)
+    if config["lookback"] % config["segment"] or config["horizon"] % config["segment"]:
+        raise UsageError(
+            f"--segment {config['segment']} must divide --lookback {config['lookback']} and "
+            f"--horizon {config['horizon']}; choose a segment that divides both"
+        )
     needed = config["lookback"] + config["horizon"]
     for split, (start, end) in split_bounds(ends, config["lookback"]).items():
         if end - start < needed:

@@ -22,7 +22,7 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     - `"parallel"`: SegRNN's parallel multi-step forecasting. Every output segment
       m of variable c is one step of the last encoder layer, started from the final
       state, whose input is a learned position embedding of m joined to a learned
-      channel embedding of c (`units // 2` each); a dense head maps each step's
+      channel embedding of c (half of the units each); a dense head maps each step's
       output to the segment's `segment` values. All segments decode at once.
     - `"direct"`: a dense head maps the final state to all `horizon` steps.
     - `"autoregressive"`: a second recurrent layer decodes a segment at a time,
@@ -177,12 +177,12 @@ class StandardizedMeanSquaredError(keras.losses.Loss):
 
 
 def learning_rate(config, series):
-    """The learning rate, or with `lr_decay` < 1 SegRNN's schedule: constant for three
-    epochs, then multiplied by `lr_decay` after each epoch."""
-    if config["lr_decay"] == 1 or config["epochs"] <= 3:
+    """The learning rate, or with `lr_decay` != 1 SegRNN's schedule ("type3"): constant
+    for four epochs, then multiplied by `lr_decay` after each epoch."""
+    if config["lr_decay"] == 1 or config["epochs"] <= 4:
         return config["learning_rate"]
     steps = math.ceil(len(window_starts(series, "train", config)) / config["batch_size"])
-    boundaries = [steps * epoch for epoch in range(3, config["epochs"])]
+    boundaries = [steps * epoch for epoch in range(4, config["epochs"])]
     rates = [config["learning_rate"] * config["lr_decay"] ** k for k in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
 

@@ -54,13 +54,11 @@ def evaluate(args):
     # A run of an earlier version has no dataset in its config: it trained on IMDB.
     config = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, **config}
     data_dir = args.data_dir or config.get("data_dir")
-    splits = load_reviews(config, data_dir, ("train", "validation", "test"))
-    if args.limit != config["limit"]:
-        splits["test"] = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
-    texts, labels = splits["test"]
+    texts, labels = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
     probabilities = model.predict(tf.constant(texts.astype(str)), batch_size=256, verbose=1).reshape(-1)
     metrics = binary_metrics(labels, probabilities)
     print("Fitting the bag-of-n-grams baseline on the training split ...")
+    splits = load_reviews(config, data_dir, ("train", "validation"))  # the run's own, with its --limit
     baseline, cost = fit_baseline(splits["train"], splits["validation"])
     metrics["baseline"] = {"model": BASELINE, "C": cost, **binary_metrics(labels, baseline(texts))}
     runs.save_json(out_dir / "metrics.json", metrics)
