@@ -43,11 +43,11 @@ def fit_linear(train, validation, target_index, scale):
     x, y = recentred_rows(*train, target_index, scale)
     x_val, y_val = recentred_rows(*validation, target_index, scale)
     gram, moment = x.T @ x, x.T @ y
-    size = np.trace(gram) / len(gram)
+    # The penalty scales with the mean squared input; the constant goes unpenalised.
+    ridge = np.trace(gram) / len(gram) * np.diag([1.0] * (len(gram) - 1) + [0.0])
     fits = []
     for penalty in PENALTIES:
-        ridge = penalty * size * np.diag([1.0] * (len(gram) - 1) + [0.0])  # the constant goes unpenalised
-        weights = np.linalg.lstsq(gram + ridge, moment, rcond=None)[0]
+        weights = np.linalg.lstsq(gram + penalty * ridge, moment, rcond=None)[0]
         fits.append((np.mean((x_val @ weights - y_val) ** 2), weights))
     return min(fits, key=lambda fit: fit[0])[1]
 

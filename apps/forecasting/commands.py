@@ -11,8 +11,9 @@ from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.forecasting import baselines
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
-from seqapps.apps.forecasting.windows import window_starts, windows
+from seqapps.apps.forecasting.windows import windows
 from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
+from seqapps.apps.tables import text_table
 
 
 def forecast_errors(predicted, actual, std):
@@ -39,15 +40,14 @@ def evaluate(args):
     model, run_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config = runs.load_json(run_dir / "config.json")
     series = load_series(config, args.data_dir or config["data_dir"])
-    history, actual = windows(series, "test", config)
-    if args.limit:
-        history, actual = history[: args.limit], actual[: args.limit]
-    index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
-    lookback, reach = config["lookback"], max(config["lookback"], config["season"])
-    ends = window_starts(series, "test", config)[: len(history)] + lookback
-    seasonal_history = np.stack([series.values[end - reach : end] for end in ends])
+    lookback = config["lookback"]
+    seasonal_history, actual = windows(series, "test", config, history_length=max(lookback, config["season"]))
+    if args.limit:
+        seasonal_history, actual = seasonal_history[: args.limit], actual[: args.limit]
+    history = seasonal_history[:, -lookback:]
+    index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
     linear = baselines.fit_linear(windows(series, "train", config), windows(series, "val", config), index, std)
     forecasts = {
         "model": model.predict(history, batch_size=256, verbose=1),
@@ -75,13 +75,8 @@ def evaluate(args):
 
 def metrics_table(metrics, names):
     """The metrics of `names` as aligned text columns, readable at any magnitude."""
-    header = ["", "MSE", "MAE", "raw MAE"]
-    rows = [[name] + [f"{metrics[name][key]:.4f}" for key in ("mse", "mae", "mae_raw")] for name in names]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for name, *cells in [header, *rows]:
-        lines.append("  ".join([name.ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells, widths[1:], strict=True)]))
-    return "\n".join(lines)
+    columns = [("name", "", "{}"), ("mse", "MSE", "{:.4f}"), ("mae", "MAE", "{:.4f}"), ("mae_raw", "raw MAE", "{:.4f}")]
+    return text_table([{"name": name, **metrics[name]} for name in names], columns)
 
 
 def load_forecaster(model_path):

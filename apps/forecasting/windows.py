@@ -17,11 +17,13 @@ def window_starts(series: Series, split, config):
     return starts
 
 
-def windows(series: Series, split, config):
-    """All (history, future) windows of a split as arrays, in raw units."""
+def windows(series: Series, split, config, history_length=None):
+    """All (history, future) windows of a split as arrays, in raw units; each history
+    is the `history_length` rows (default: the lookback) before its future."""
     lookback, horizon = config["lookback"], config["horizon"]
     starts = window_starts(series, split, config)
-    history = np.stack([series.values[s : s + lookback] for s in starts])
+    length = history_length or lookback
+    history = np.stack([series.values[s + lookback - length : s + lookback] for s in starts])
     future = np.stack([series.values[s + lookback : s + lookback + horizon][:, series.target_index] for s in starts])
     return history, future
 

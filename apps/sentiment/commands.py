@@ -9,6 +9,7 @@ from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_s
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
+from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])
 BASELINE = "NB-weighted logistic regression over binary unigrams and bigrams"
@@ -64,13 +65,10 @@ def evaluate(args):
     runs.save_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(metrics["confusion_matrix"], LABELS, out_dir / "confusion_matrix.png")
     print(f"\nTest reviews: {metrics['examples']:,}")
-    names = ("accuracy", "precision", "recall", "f1", "roc_auc")
-    print(f"{'':10}" + "".join(f"{name:>11}" for name in names))
-    for row, values in (("model", metrics), ("baseline", metrics["baseline"])):
-        print(
-            f"{row:10}"
-            + "".join(f"{values[name]:11.4f}" if values[name] is not None else f"{'-':>11}" for name in names)
-        )
+    columns = [("name", "", "{}")] + [
+        (name, name, "{:.4f}") for name in ("accuracy", "precision", "recall", "f1", "roc_auc")
+    ]
+    print(text_table([{"name": "model", **metrics}, {"name": "baseline", **metrics["baseline"]}], columns))
     print(f"(baseline: {BASELINE}, C={cost})")
     print(f"confusion matrix [[TN, FP], [FN, TP]] of the model: {metrics['confusion_matrix']}")
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")
