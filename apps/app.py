@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from seqapps.apps import cli, runs
+from seqapps.apps import cli, distribute, runs
 from seqapps.layers import CELLS
 
 
@@ -52,7 +52,7 @@ def training_options(*, epochs, batch_size, learning_rate, patience) -> list[Opt
     """The options of `fit` every app has, with the app's defaults."""
     return [
         Option("epochs", epochs, "maximum number of epochs", cli.positive_int),
-        Option("batch_size", batch_size, "batch size", cli.positive_int),
+        Option("batch_size", batch_size, "global batch size (split across replicas)", cli.positive_int),
         Option("learning_rate", learning_rate, "Adam learning rate", float),
         Option("patience", patience, "epochs without improvement before stopping early", cli.positive_int),
     ]
@@ -126,22 +126,30 @@ class App:
 
     def train(self, args: argparse.Namespace) -> keras.Model:
         """The `train` command: a new run directory (or the one to --resume), then
-        load -> build -> fit. Returns the best model."""
+        load -> build -> fit, on the tf.distribute strategy of --distribute. Returns
+        the best model."""
         run_dir, config = runs.run_config(self.name, args, self.defaults)
         config = self.complete_config(config)
+        strategy = distribute.strategy(args.distribute, args.peer_timeout)  # first: it sets up TensorFlow
+        distribute.check_batch_size(strategy, config["batch_size"])
         keras.utils.set_random_seed(config["seed"])
         data = self.load(config)  # before the run directory: bad data leaves none behind
-        runs.start_run(run_dir, config, self.run_files(data))
-        print(f"Run directory {run_dir}")
-        model = self.build_model(config, data)
-        train_data, validation_data = self.datasets(config, data, model)
-        return runs.fit(
-            model,
-            train_data,
-            validation_data,
-            run_dir,
-            config,
-            monitor=self.monitor,
-            mode=self.mode,
-            verbose=args.verbose,
-        )
+        chief = distribute.is_chief(strategy)
+        with distribute.run_directory(run_dir, strategy) as own_dir, strategy.scope():
+            runs.start_run(own_dir, config, self.run_files(data))
+            print(f"Run directory {run_dir}" if chief else f"Training beside the chief, which writes {run_dir}")
+            model = self.build_model(config, data)
+            train_data, validation_data = self.datasets(config, data, model)
+            best = runs.fit(
+                model,
+                train_data,
+                validation_data,
+                own_dir,
+                config,
+                monitor=self.monitor,
+                mode=self.mode,
+                verbose=args.verbose if chief else 0,
+            )
+        if chief:
+            print(f"Model saved to {run_dir / 'model.keras'}")
+        return best

@@ -82,6 +82,19 @@ def build_parser(app) -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     train.add_argument("--seed", type=int, default=1337, help="fixes splits, initialisation and shuffling")
+    train.add_argument(
+        "--distribute",
+        choices=["none", "mirrored", "multi-worker"],
+        default="none",
+        help="none: one device; mirrored: this machine's GPUs (tf.distribute.MirroredStrategy); multi-worker: "
+        "the machines of $TF_CONFIG (MultiWorkerMirroredStrategy), running the same command (default: %(default)s)",
+    )
+    train.add_argument(
+        "--peer-timeout",
+        type=positive_float,
+        default=300,
+        help="multi-worker: seconds to wait for the other workers to start (default: %(default)s)",
+    )
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
 
     evaluate = commands.add_parser("evaluate", help="evaluate on the test split and write metrics.json")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import keras
 
+from seqapps.apps import distribute
 from seqapps.apps.cli import UsageError
 from seqapps.apps.plots import plot_history
 
@@ -68,6 +69,10 @@ def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:
     return load_model(path), (path if path.is_dir() else path.parent)
 
 
+# The arguments of `train` that say how to run it, not what to train: not in the config.
+RUN_ARGUMENTS = ("command", "resume", "run_dir", "verbose", "distribute", "peer_timeout")
+
+
 def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path, dict]:
     """The run directory and config of `train`, checked but not yet written.
 
@@ -86,7 +91,7 @@ def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path
         raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     config = dict(defaults)
     for key, value in vars(args).items():
-        if key not in ("command", "resume", "run_dir", "verbose") and (value is not None or key not in config):
+        if key not in RUN_ARGUMENTS and (value is not None or key not in config):
             config[key] = value
     return run_dir, config
 
@@ -155,13 +160,14 @@ def fit(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     started = time.time()
-    model.fit(
+    distribute.fit(
+        model,
         train_data,
-        validation_data=validation_data,
+        validation_data,
+        batch_size=config["batch_size"],
         epochs=epochs,
         initial_epoch=state["epoch"],
         callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
         verbose=verbose,
     )
     state["train_seconds"] = state.get("train_seconds", 0.0) + time.time() - started
@@ -170,5 +176,4 @@ def fit(
     save_model(best, run_dir / "model.keras")
     save_json(run_dir / "history.json", state["history"])
     plot_history(state["history"], run_dir / "learning_curves.png")
-    print(f"Model saved to {run_dir / 'model.keras'}")
     return best

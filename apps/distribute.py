@@ -1,0 +1,205 @@
+"""Data-parallel training on tf.distribute: `seqapps <app> train --distribute NAME`.
+
+    none          the default strategy: one device
+    mirrored      tf.distribute.MirroredStrategy: every GPU of this machine (its CPU
+                  when it has none), one replica each; Keras' own `fit`
+    multi-worker  tf.distribute.MultiWorkerMirroredStrategy: the machines listed in the
+                  standard TF_CONFIG environment variable; the same command runs on each
+
+`--batch-size` is the global batch: every step takes one batch of that size from the
+seeded pipeline, which every worker builds identically (preprocessing state included),
+and splits it across the replicas (tf.data's DATA auto-sharding: each worker keeps its
+own part of each batch). The step therefore sees the same examples as a single device
+would, and leaves the same weights.
+
+Keras 3's `fit` fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
+(PerReplica...) with an unsupported type to a Tensor"; keras-team/keras#20585), so
+`fit` here drives that strategy itself: the model's own compiled step
+(`model.train_step`, `model.test_step`: loss, metrics, optimizer) under `strategy.run`
+over the distributed datasets, with the same Keras callbacks and progress bar. The
+metric variables are synchronised across workers, so every worker sees the same logs
+and early stopping stops them all at the same epoch.
+
+Only the chief writes the run directory; every other worker trains in a temporary
+directory, removed at the end (`run_directory`).
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from seqapps.apps.cli import UsageError
+
+
+def strategy(name: str, peer_timeout: float) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `name`: none, mirrored or multi-worker. Multi-worker
+    first waits, at most `peer_timeout` seconds, for every other worker of TF_CONFIG."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        wait_for_peers(tf_config(), peer_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def tf_config() -> dict:
+    """TF_CONFIG, checked: {"cluster": {job: [host:port, ...]}, "task": {"type": job, "index": i}}."""
+    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+    if not os.environ.get("TF_CONFIG"):
+        raise UsageError(f"--distribute multi-worker needs the TF_CONFIG environment variable, e.g. {example}")
+    try:
+        config = json.loads(os.environ["TF_CONFIG"])
+        task, cluster = config["task"], config["cluster"]
+        cluster[task["type"]][task["index"]]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise UsageError(f"TF_CONFIG must name a cluster and this task in it, e.g. {example}") from None
+    return config
+
+
+def wait_for_peers(config: dict, timeout: float) -> None:
+    """Return once every other task of the cluster accepts connections; raise after
+    `timeout` seconds: TensorFlow itself waits for a missing peer in silence, with no
+    limit that can be set through MultiWorkerMirroredStrategy. Until TensorFlow starts,
+    this worker's own address accepts connections too (the kernel completes them;
+    nothing need be read), so that peers starting in any order find each other."""
+    task = config["task"]
+    own = config["cluster"][task["type"]][task["index"]]
+    peers = [address for addresses in config["cluster"].values() for address in addresses if address != own]
+    try:
+        listener = socket.create_server(("", int(own.rsplit(":", 1)[1])))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot listen on {own}, this worker's address in TF_CONFIG: {e}") from None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            peers = [address for address in peers if not _answers(address)]
+            if not peers:
+                return
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    f"{task['type']} {task['index']}: no answer from {', '.join(peers)} within {timeout:g} s "
+                    "(--peer-timeout): start the same command on every machine of TF_CONFIG"
+                )
+            time.sleep(0.2)
+    finally:
+        listener.close()
+
+
+def _answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> None:
+    """The global batch must split into equal parts, one per replica."""
+    if batch_size % strategy.num_replicas_in_sync:
+        raise UsageError(
+            f"--batch-size {batch_size} does not split evenly across {strategy.num_replicas_in_sync} replicas: "
+            "give a multiple of the number of replicas"
+        )
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run: always, but under multi-worker only the
+    `chief` task, or worker 0 when the cluster has no chief (TensorFlow's convention)."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, strategy: tf.distribute.Strategy):
+    """The directory this process writes the run to: `run_dir` on the chief; on every
+    other worker a temporary directory, removed at the end, that starts with a copy of
+    the chief's checkpoint when there is one to resume from (so `run_dir` must be
+    readable by every worker for --resume: one machine, or a shared file system)."""
+    if is_chief(strategy):
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="seqapps-worker-") as tmp:
+        for name in ("state.json", "last.keras"):
+            if (run_dir / name).exists():
+                shutil.copy(run_dir / name, tmp)
+        yield Path(tmp)
+
+
+def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, initial_epoch, callbacks, verbose):
+    """`model.fit` on the strategy in scope; under multi-worker, the same done by hand."""
+    strategy = tf.distribute.get_strategy()
+    if not is_multi_worker(strategy):
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+            verbose=verbose,
+        )
+        return
+    train = strategy.experimental_distribute_dataset(whole_batches(train_data, batch_size))
+    validation = strategy.experimental_distribute_dataset(whole_batches(validation_data, batch_size))
+    train_step = tf.function(lambda batch: strategy.run(model.train_step, args=(batch,)))
+    test_step = tf.function(lambda batch: strategy.run(model.test_step, args=(batch,)))
+
+    def metrics(prefix=""):
+        return {prefix + name: float(value) for name, value in model.get_metrics_result().items()}
+
+    callbacks = keras.callbacks.CallbackList(
+        callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=epochs, steps=None
+    )
+    model.stop_training = False
+    callbacks.on_train_begin()
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        for step, batch in enumerate(train):
+            callbacks.on_train_batch_begin(step)
+            train_step(batch)
+            callbacks.on_train_batch_end(step, metrics())
+        logs = metrics()
+        model.reset_metrics()
+        validation_steps = 0
+        for batch in validation:
+            test_step(batch)
+            validation_steps += 1
+        if not validation_steps:
+            raise UsageError(f"the validation split holds fewer examples than one batch (--batch-size {batch_size})")
+        logs |= metrics("val_")
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+
+
+def whole_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """`dataset` without its partial batches, sharded by batch parts (DATA auto-sharding).
+
+    Keras' losses average over each replica's part of the batch and divide by the
+    number of replicas: exact only when all parts have the same size, and a replica
+    with an empty part would report a NaN loss. So, under multi-worker, the last
+    partial batch of an epoch (fewer than `batch_size` examples) is left out."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    whole = dataset.filter(lambda *batch: tf.shape(tf.nest.flatten(batch)[0])[0] == batch_size)
+    return whole.with_options(options)
