@@ -19,6 +19,7 @@ from typing import Any
 import keras
 
 from seqapps.apps import cli, distribute, runs
+from seqapps.apps.cli import UsageError
 from seqapps.layers import CELLS
 
 
@@ -128,6 +129,8 @@ class App:
         """The `train` command: a new run directory (or the one to --resume), then
         load -> build -> fit, on the tf.distribute strategy of --distribute. Returns
         the best model."""
+        if args.distribute == "multi-worker" and not args.run_dir:
+            raise UsageError("--distribute multi-worker needs --run-dir: the chief writes it, and --resume reads it")
         run_dir, config = runs.run_config(self.name, args, self.defaults)
         config = self.complete_config(config)
         strategy = distribute.strategy(args.distribute, args.peer_timeout)  # first: it sets up TensorFlow

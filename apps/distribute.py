@@ -58,9 +58,15 @@ def tf_config() -> dict:
     try:
         config = json.loads(os.environ["TF_CONFIG"])
         task, cluster = config["task"], config["cluster"]
+        if task["index"] < 0:
+            raise IndexError
         cluster[task["type"]][task["index"]]
+        for address in (address for addresses in cluster.values() for address in addresses):
+            int(address.rsplit(":", 1)[1])
     except (ValueError, KeyError, IndexError, TypeError):
-        raise UsageError(f"TF_CONFIG must name a cluster and this task in it, e.g. {example}") from None
+        raise UsageError(
+            f"TF_CONFIG must name a cluster of host:port addresses and this task in it, e.g. {example}"
+        ) from None
     return config
 
 
@@ -130,21 +136,23 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def run_directory(run_dir: Path, strategy: tf.distribute.Strategy):
     """The directory this process writes the run to: `run_dir` on the chief; on every
     other worker a temporary directory, removed at the end, that starts with a copy of
-    the chief's checkpoint when there is one to resume from (so `run_dir` must be
-    readable by every worker for --resume: one machine, or a shared file system)."""
+    the chief's checkpoints when there are some to resume from (so `run_dir` must be
+    readable by every worker for --resume: one machine, or a shared file system).
+    Every worker keeps the same files, because loading a model under the strategy is
+    a collective operation that all of them take part in."""
     if is_chief(strategy):
         yield run_dir
         return
     with tempfile.TemporaryDirectory(prefix="seqapps-worker-") as tmp:
-        for name in ("state.json", "last.keras"):
+        for name in ("state.json", "last.keras", "best.keras"):
             if (run_dir / name).exists():
                 shutil.copy(run_dir / name, tmp)
         yield Path(tmp)
 
 
 def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, initial_epoch, callbacks, verbose):
-    """`model.fit` on the strategy in scope; under multi-worker, the same done by hand."""
-    strategy = tf.distribute.get_strategy()
+    """`model.fit` on the strategy in scope (the model's); under multi-worker, the same done by hand."""
+    strategy = model.distribute_strategy
     if not is_multi_worker(strategy):
         model.fit(
             train_data,
@@ -158,9 +166,12 @@ def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, 
         return
     train = strategy.experimental_distribute_dataset(whole_batches(train_data, batch_size))
     validation = strategy.experimental_distribute_dataset(whole_batches(validation_data, batch_size))
-    train_step = tf.function(lambda batch: strategy.run(model.train_step, args=(batch,)))
-    test_step = tf.function(lambda batch: strategy.run(model.test_step, args=(batch,)))
+    # Length-bucketed batches (translation) come in many shapes: trace few functions.
+    train_step = tf.function(lambda batch: strategy.run(model.train_step, args=(batch,)), reduce_retracing=True)
+    test_step = tf.function(lambda batch: strategy.run(model.test_step, args=(batch,)), reduce_retracing=True)
 
+    # Reading a metric sums its variables across the workers: a collective operation,
+    # so every worker reads them at the same points (and gets the same logs).
     def metrics(prefix=""):
         return {prefix + name: float(value) for name, value in model.get_metrics_result().items()}
 

@@ -109,7 +109,7 @@ def all_reduce_worker(parameters, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("SEQAPPS_DATA_DIR"))
+    parser.add_argument("--data-dir", default=os.environ.get("SEQAPPS_DATA_DIR"), help="holds ETTh1.csv")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=200)
@@ -117,6 +117,8 @@ def main():
     args = parser.parse_args()
     if args.all_reduce_worker:
         return all_reduce_worker(args.all_reduce_worker, args.repeats)
+    if not args.data_dir:
+        parser.error("give --data-dir (or set SEQAPPS_DATA_DIR): the directory holding ETTh1.csv")
 
     import keras
     import tensorflow as tf

@@ -51,31 +51,51 @@ def free_ports(count):
     return ports
 
 
-def start_workers(app, args, tmp_dir, count=2):
-    """`seqapps <app> train --distribute multi-worker ARGS` as `count` processes on
-    127.0.0.1, each with its TF_CONFIG and TMPDIR=`tmp_dir`."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
-    tmp_dir.mkdir(exist_ok=True)
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", f"seqapps.apps.{app}", "train", "--distribute", "multi-worker", *args],
-            env={
-                **os.environ,
-                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                "TMPDIR": str(tmp_dir),
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for index in range(count)
-    ]
+@pytest.fixture
+def start_workers(tmp_path):
+    """start(app, args, count=2): `seqapps <app> train --distribute multi-worker ARGS` as
+    `count` processes on 127.0.0.1, each with its TF_CONFIG, TMPDIR=tmp_path/tmp and
+    output to a file; all are killed at the end of the test."""
+    started = []
+
+    def start(app, args, count=2):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
+        (tmp_path / "tmp").mkdir(exist_ok=True)
+        workers = []
+        for index in range(count):
+            output = open(tmp_path / f"worker-{len(started)}.log", "w+")
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"seqapps.apps.{app}", "train", "--distribute", "multi-worker", *args],
+                    env={
+                        **os.environ,
+                        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                        "TMPDIR": str(tmp_path / "tmp"),
+                    },
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            workers[-1].output = output
+            started.append(workers[-1])
+        return workers
+
+    yield start
+    for worker in started:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.output.close()
 
 
 def finish(workers, timeout=300):
-    outputs = [worker.communicate(timeout=timeout)[0] for worker in workers]
-    for worker, output in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, output[-3000:]
+    """Wait for `workers`; their outputs, after checking that each succeeded."""
+    outputs = []
+    for worker in workers:
+        worker.wait(timeout=timeout)
+        worker.output.seek(0)
+        outputs.append(worker.output.read())
+        assert worker.returncode == 0, outputs[-1][-3000:]
     return outputs
 
 
@@ -85,19 +105,19 @@ def weights(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("app", ["sentiment", "translation"])
-def test_the_text_apps_train_on_two_workers(app, data, tmp_path):
+def test_the_text_apps_train_on_two_workers(app, data, tmp_path, start_workers):
     run_dir = tmp_path / "run"
     args = [*data[app], *TINY[app], "--run-dir", str(run_dir), "--epochs", "2", "--batch-size", "8"]
-    finish(start_workers(app, [*args, "--verbose", "0"], tmp_path / "tmp"))
+    finish(start_workers(app, [*args, "--verbose", "0"]))
     assert len(runs.load_json(run_dir / "history.json")["val_loss"]) == 2
     assert (run_dir / "model.keras").is_file() and (run_dir / "learning_curves.png").is_file()
     assert not list((tmp_path / "tmp").iterdir()), "the other worker left files behind"
 
 
 @pytest.mark.slow
-def test_two_workers_take_the_step_of_one_device_and_only_the_chief_writes(data, tmp_path):
+def test_two_workers_take_the_step_of_one_device_and_only_the_chief_writes(data, tmp_path, start_workers):
     args = [*data["forecasting"], *FORECASTING, *ONE_STEP, "--verbose", "0"]
-    outputs = finish(start_workers("forecasting", [*args, "--run-dir", str(tmp_path / "two")], tmp_path / "tmp"))
+    outputs = finish(start_workers("forecasting", [*args, "--run-dir", str(tmp_path / "two")]))
     assert "Training beside the chief" in outputs[1]
     forecasting.main(["train", *args, "--run-dir", str(tmp_path / "one")])
 
@@ -113,10 +133,10 @@ def test_two_workers_take_the_step_of_one_device_and_only_the_chief_writes(data,
 
 
 @pytest.mark.slow
-def test_a_killed_multi_worker_run_resumes(data, tmp_path):
+def test_a_killed_multi_worker_run_resumes(data, tmp_path, start_workers):
     run_dir = tmp_path / "run"
     args = [*data["forecasting"], *FORECASTING, "--batch-size", "32", "--epochs", "4", "--run-dir", str(run_dir)]
-    workers = start_workers("forecasting", [*args, "--verbose", "0"], tmp_path / "tmp")
+    workers = start_workers("forecasting", [*args, "--verbose", "0"])
     deadline = time.monotonic() + 300
     while not (run_dir / "state.json").exists() or not runs.load_json(run_dir / "state.json")["epoch"]:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "no first epoch"
@@ -127,10 +147,10 @@ def test_a_killed_multi_worker_run_resumes(data, tmp_path):
     done = runs.load_json(run_dir / "state.json")["epoch"]
     assert 1 <= done < 4
 
-    outputs = finish(
-        start_workers("forecasting", ["--run-dir", str(run_dir), "--resume", "--verbose", "0"], tmp_path / "tmp")
-    )
-    assert f"after epoch {done} of 4" in outputs[0]
+    history = runs.load_json(run_dir / "state.json")["history"]["loss"]
+    outputs = finish(start_workers("forecasting", ["--run-dir", str(run_dir), "--resume", "--verbose", "0"]))
+    assert all(f"after epoch {done} of 4" in output for output in outputs)
+    assert runs.load_json(run_dir / "history.json")["loss"][:done] == history
     assert len(runs.load_json(run_dir / "history.json")["loss"]) == 4
     assert (run_dir / "model.keras").is_file()
 
@@ -159,7 +179,10 @@ def test_a_worker_without_its_peer_fails_in_one_line(data, tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     "tf_config, message",
-    [(None, "needs the TF_CONFIG environment variable"), ("{not json", "TF_CONFIG must name a cluster and this task")],
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "TF_CONFIG must name a cluster of host:port addresses and this task"),
+    ],
 )
 def test_multi_worker_needs_a_valid_tf_config(tf_config, message, data, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -170,3 +193,9 @@ def test_multi_worker_needs_a_valid_tf_config(tf_config, message, data, tmp_path
             ["train", *data["forecasting"], "--run-dir", str(tmp_path / "run"), "--distribute", "multi-worker"]
         )
     assert message in capsys.readouterr().err
+
+
+def test_multi_worker_needs_a_run_directory(data, capsys):
+    with pytest.raises(SystemExit):
+        forecasting.main(["train", *data["forecasting"], "--distribute", "multi-worker"])
+    assert "--distribute multi-worker needs --run-dir" in capsys.readouterr().err
