@@ -70,6 +70,16 @@ def tf_config() -> dict:
     return config
 
 
+def local_tf_configs(count: int) -> list[str]:
+    """TF_CONFIG values for a cluster of `count` workers on this machine (127.0.0.1,
+    on ports free now), one per worker: to try multi-worker training locally."""
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in range(count)]
+
+
 def wait_for_peers(config: dict, timeout: float) -> None:
     """Return once every other task of the cluster accepts connections; raise after
     `timeout` seconds: TensorFlow itself waits for a missing peer in silence, with no

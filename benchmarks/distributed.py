@@ -14,7 +14,6 @@ machine the script also times `--distribute mirrored`.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,27 +22,14 @@ from pathlib import Path
 
 from report import save
 
+from seqapps.apps import distribute
+
 SETTINGS = ["--dataset", "etth1", "--lookback", "96", "--horizon", "96", "--verbose", "0"]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def tf_configs(count):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(count)]
 
 
 def run_workers(command, count):
     """`command` as `count` multi-worker processes (none: one plain process); the outputs."""
-    configs = tf_configs(count) if count else [None]
+    configs = distribute.local_tf_configs(count) if count else [None]
     processes = [
         subprocess.Popen(
             command,
@@ -94,8 +80,6 @@ def all_reduce_worker(parameters, repeats):
     """One worker of the all-reduce timing: SUM of a float32 tensor of `parameters` values."""
     import tensorflow as tf
 
-    from seqapps.apps import distribute
-
     strategy = distribute.strategy("multi-worker", peer_timeout=120)
     gradient = tf.ones([parameters])
     step = tf.function(lambda: strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", gradient)))
@@ -139,8 +123,8 @@ def main():
     if tf.config.list_physical_devices("GPU"):
         modes.append(("mirrored", len(tf.config.list_physical_devices("GPU"))))
     rows = []
-    for distribute, workers in modes:
-        rows.append(training_row(args, distribute, workers, train_windows))
+    for mode, workers in modes:
+        rows.append(training_row(args, mode, workers, train_windows))
         print(rows[-1], flush=True)
     rows.append(all_reduce_row(parameters, args.repeats))
     columns = ["distribute", "workers", "global batch", "per replica", "epochs", "fit seconds", "samples/s"]

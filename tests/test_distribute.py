@@ -4,7 +4,6 @@ writes, a killed run resumes; mirrored on one CPU equals none."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from seqapps.apps import forecasting, runs
+from seqapps.apps import distribute, forecasting, runs
 from seqapps.apps.export import run_savedmodel_in_subprocess
 
 pytestmark = pytest.mark.distributed
@@ -41,16 +40,6 @@ def data(tmp_path_factory, make_imdb, toy_pairs, write_pairs, write_series):
     }
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture
 def start_workers(tmp_path):
     """start(app, args, count=2): `seqapps <app> train --distribute multi-worker ARGS` as
@@ -59,17 +48,16 @@ def start_workers(tmp_path):
     started = []
 
     def start(app, args, count=2):
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
         (tmp_path / "tmp").mkdir(exist_ok=True)
         workers = []
-        for index in range(count):
+        for tf_config in distribute.local_tf_configs(count):
             output = open(tmp_path / f"worker-{len(started)}.log", "w+")
             workers.append(
                 subprocess.Popen(
                     [sys.executable, "-m", f"seqapps.apps.{app}", "train", "--distribute", "multi-worker", *args],
                     env={
                         **os.environ,
-                        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                        "TF_CONFIG": tf_config,
                         "TMPDIR": str(tmp_path / "tmp"),
                     },
                     stdout=output,
@@ -165,15 +153,15 @@ def test_mirrored_on_one_cpu_trains_as_none(data, tmp_path):
 
 
 def test_a_worker_without_its_peer_fails_in_one_line(data, tmp_path, monkeypatch, capsys):
-    own, missing = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{missing}"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    tf_config = distribute.local_tf_configs(2)[0]
+    missing = json.loads(tf_config)["cluster"]["worker"][1]
+    monkeypatch.setenv("TF_CONFIG", tf_config)
     args = ["train", *data["forecasting"], "--run-dir", str(tmp_path / "run"), "--distribute", "multi-worker"]
     with pytest.raises(SystemExit) as exit_:
         forecasting.main([*args, "--peer-timeout", "1"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and f"no answer from 127.0.0.1:{missing} within 1 s (--peer-timeout)" in error
+    assert error.count("\n") == 0 and f"no answer from {missing} within 1 s (--peer-timeout)" in error
     assert not (tmp_path / "run").exists()
 
 
