@@ -61,7 +61,7 @@ BUDGETS = {
         "train": ["--limit", "40000", "--units", "64", "--embedding-dim", "128", "--attention", "dot"]
         + ["--target-vocab-size", "4000", "--epochs", "4", "--patience", "4", "--learning-rate", "0.003"],
         "evaluate": ["--limit", "2000", "--beam-size", "1"],
-        "metrics": {"bleu": (("greedy", "bleu"), True), "chrf": (("greedy", "chrf"), True)},
+        "metrics": {"bleu": (("greedy", "bleu_uncased"), True), "chrf": (("greedy", "chrf"), True)},
     },
     "forecasting": {
         "train": ["--horizon", "96", "--units", "128", "--epochs", "6", "--patience", "6", "--learning-rate", "0.001"]

@@ -3,7 +3,8 @@ split by sentence as the app does (no test sentence, on either side, in training
 
 For each setting, runs `seqapps translation train` (same budget for every row: the
 options given after --, max epochs and early stopping as configured), `evaluate`
-(corpus BLEU and chrF with sacrebleu on the test split, greedy and beam search) and
+(sacreBLEU's cased corpus BLEU, the same case-insensitive, and chrF on
+the test split, greedy and beam search, and the [UNK] left in the outputs) and
 `export` twice (beam and greedy), then times decoding in the exported SavedModel.
 Rows: the default cell and attention first, then each other --cells with the default
 attention, then each other --attentions with the default cell.
@@ -41,8 +42,11 @@ def save_table(name, rows, metrics, run_dir, serving):
         ("attention", "attention", "{}"),
         ("bleu_greedy", "BLEU greedy", "{:.2f}"),
         ("bleu_beam", f"BLEU beam {metrics['beam_size']}", "{:.2f}"),
+        ("bleu_uncased_greedy", "uncased BLEU greedy", "{:.2f}"),
+        ("bleu_uncased_beam", f"uncased BLEU beam {metrics['beam_size']}", "{:.2f}"),
         ("chrf_greedy", "chrF greedy", "{:.2f}"),
         ("chrf_beam", f"chrF beam {metrics['beam_size']}", "{:.2f}"),
+        ("unknown_words", "[UNK] in outputs", "{}"),
         ("epochs", "epochs", "{}"),
         ("best_epoch", "best epoch", "{}"),
         ("train_minutes", "training min", "{:.1f}"),
@@ -60,8 +64,7 @@ def save_table(name, rows, metrics, run_dir, serving):
     settings.update(
         test_sentences=metrics["sentences"],
         test_references=metrics["references"],
-        bleu="sacrebleu corpus BLEU, all references of each source sentence"
-        + (", case-insensitive" if metrics["lowercase"] else ""),
+        bleu="sacrebleu corpus BLEU (cased, 13a, its defaults) and chrF, all references of each source sentence",
         decoding_batch=64,
     )
     save(name, rows, columns, settings)
@@ -127,10 +130,9 @@ def main():
             {
                 "cell": cell,
                 "attention": attention,
-                "bleu_greedy": metrics["greedy"]["bleu"],
-                "bleu_beam": metrics[beam]["bleu"],
-                "chrf_greedy": metrics["greedy"]["chrf"],
-                "chrf_beam": metrics[beam]["chrf"],
+                **{f"{key}_greedy": metrics["greedy"][key] for key in ("bleu", "bleu_uncased", "chrf")},
+                **{f"{key}_beam": metrics[beam][key] for key in ("bleu", "bleu_uncased", "chrf")},
+                "unknown_words": metrics["greedy"]["unknown_words"] + metrics[beam]["unknown_words"],
                 "epochs": len(history["loss"]),
                 "best_epoch": 1 + int(np.argmin(history["val_loss"])),
                 "train_minutes": seconds / 60,

@@ -31,14 +31,39 @@ TINY_TRAINING = [
     "12",
     "--verbose",
     "0",
+    # The toy's words, and the names that it uses at least a few times: rarer names are [UNK].
+    "--source-vocab-size",
+    "15",
+    "--target-vocab-size",
+    "16",
 ]
 AWKWARD = ["", "   ", "xylophone quux blorft", "uno " * 300, "uno 😀 世界 привет", "Uno, DOS... ¿tres?"]
 
 
+def pairs_with_names(count, number_words, seed=1):
+    """Number pairs with a name or "yo"/"I" at a random place: Tom and Mary often,
+    each of many rare names once or twice, so that they are outside the vocabulary."""
+    rng = np.random.default_rng(seed)
+    numbers = list(number_words.items())
+    rare = [
+        "".join(rng.choice(list("bdfgklmnprstvz"), 1)).upper() + "".join(rng.choice(list("aeiou"), 4)) + "x"
+        for _ in range(count // 3)
+    ]
+    pairs = []
+    for _ in range(count):
+        words = [numbers[i] for i in rng.integers(0, len(numbers), rng.integers(2, 5))]
+        name = rng.choice(["Tom", "Mary", "yo", "rare"], p=[0.25, 0.25, 0.2, 0.3])
+        name = ("yo", "I") if name == "yo" else (name, name) if name != "rare" else (rng.choice(rare),) * 2
+        words.insert(rng.integers(0, len(words) + 1), name)
+        spanish, english = (" ".join(w[k] for w in words) for k in (0, 1))
+        pairs.append((english[0].upper() + english[1:] + ".", spanish[0].upper() + spanish[1:] + "."))
+    return pairs
+
+
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, toy_pairs, write_pairs):
+def data_dir(tmp_path_factory, toy_pairs, write_pairs, number_words):
     root = tmp_path_factory.mktemp("pairs")
-    write_pairs(root / "spa-eng.zip", toy_pairs(1500))
+    write_pairs(root / "spa-eng.zip", toy_pairs(1500) + pairs_with_names(600, number_words))
     return root
 
 
@@ -124,8 +149,33 @@ def test_normalize_composes_accents_and_splits_punctuation():
     assert normalized[3].split() == ["bad", "\ufffd", "byte"]
     cased = text.normalize_text(tf.constant(["Dónde"]), lowercase=False).numpy()[0].decode()
     assert cased.split() == ["Dónde"]
-    joined = text.detokenize_text(tf.constant(["¿ dónde está ?  bien , gracias ."])).numpy()[0].decode()
-    assert joined == "¿dónde está? bien, gracias."
+
+
+def test_detokenize_writes_punctuation_quotes_contractions_and_numbers():
+    tokens = {
+        "¿ dónde está ?  bien , gracias .": "¿dónde está? bien, gracias.",
+        "¡ hola ! i don't know . it's mine , i'm sure .": "¡hola! i don't know. it's mine, i'm sure.",
+        '" look , " she said .': '"look," she said.',
+        'he shouted , " get out ! " and left .': 'he shouted, "get out!" and left.',
+        "twenty - one people came at 3 : 30 ; it cost $ 1 , 000 ( 5 % ) ...": (
+            "twenty-one people came at 3:30; it cost $1,000 (5%)..."
+        ),
+    }
+    written = text.detokenize_text(tf.constant(list(tokens))).numpy()
+    assert [w.decode() for w in written] == list(tokens.values())
+    # Normalising written text and writing it back gives it again.
+    again = text.detokenize_text(text.normalize_text(tf.constant(list(tokens.values())), lowercase=False))
+    assert [w.decode() for w in again.numpy()] == list(tokens.values())
+
+
+def test_casing_is_learned_where_case_is_not_sentence_initial():
+    sentences = ["Tom saw Mary in Boston .", "I think I know .", 'The TV is on , " Tom " said .', '" Yes , " I said .']
+    assert text.learn_casing(sentences) == {"boston": "Boston", "i": "I", "mary": "Mary", "tom": "Tom", "tv": "TV"}
+    words = tf.constant([['"', "yes", ",", '"', "i", "said", ".", "¿", "qué", "?"], [""] * 10])
+    initial = text.sentence_initial(words).numpy()
+    assert list(np.flatnonzero(initial[0])) == [1, 8] and not initial[1].any()
+    capitalized = text.capitalize(tf.constant(["élan", "", "x", "Tom"])).numpy()
+    assert [w.decode() for w in capitalized] == ["Élan", "", "X", "Tom"]
 
 
 @pytest.mark.slow
@@ -134,13 +184,31 @@ def test_trains_translates_and_attends_to_the_aligned_word(model):
     translations, source_words, target_words, attention = model.translate(
         tf.constant(sentences), beam_size=1, return_attention=True
     )
-    assert [t.decode() for t in translations.numpy()] == ["three one five.", "eight two.", "seven six four two one."]
+    assert [t.decode() for t in translations.numpy()] == ["Three one five.", "Eight two.", "Seven six four two one."]
     # Each number word is produced while attending most to its own source word.
     weights = attention.numpy()
     for i, sentence in enumerate(sentences):
         n = len(sentence.split())
         assert list(np.argmax(weights[i, :n], axis=1)) == list(range(n))
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)  # every step, every sentence
+
+
+# Names seen capitalised in training, "I", and names never seen (copied from the source).
+CASED = {
+    "Tom uno dos.": "Tom one two.",
+    "uno mary tres.": "One Mary three.",
+    "Dos yo.": "Two I.",
+    "Zorbaxx cinco seis.": "Zorbaxx five six.",
+    "Siete Quilmes dos.": "Seven Quilmes two.",
+}
+
+
+@pytest.mark.slow
+def test_translations_are_cased_and_copy_unknown_names(model):
+    assert "Zorbaxx" not in model.source_vocabulary and "zorbaxx" not in model.source_vocabulary
+    for size in (1, 4):
+        translations = model.translate(tf.constant(list(CASED)), beam_size=size).numpy()
+        assert [t.decode() for t in translations] == list(CASED.values())
 
 
 @pytest.mark.slow
@@ -154,7 +222,7 @@ def test_beam_one_equals_greedy_and_beam_finds_the_translation(model):
     assert not beam_ids.numpy()[:, steps:].any()
     np.testing.assert_allclose(greedy_attention.numpy(), beam_attention.numpy()[:, :steps], atol=1e-6)
     beam4 = [t.decode() for t in model.translate(texts[:3], beam_size=4).numpy()]
-    assert beam4 == ["one two three.", "five.", "six seven eight one two."]
+    assert beam4 == ["One two three.", "Five.", "Six seven eight one two."]
 
 
 @pytest.mark.slow
@@ -173,7 +241,7 @@ def test_evaluate_writes_bleu_chrf_and_sample_translations(run_dir, data_dir):
 def test_predict_with_attention_plot_and_awkward_inputs(run_dir, tmp_path, capsys):
     plot = tmp_path / "attention.png"
     translations = translation.main(["predict", "--model", str(run_dir), "--attention-plot", str(plot), "Dos tres."])
-    assert translations == ["two three."] and plot.stat().st_size > 1000
+    assert translations == ["Two three."] and plot.stat().st_size > 1000
     translations = translation.main(["predict", "--model", str(run_dir), *AWKWARD])
     assert len(translations) == len(AWKWARD) and all(isinstance(t, str) for t in translations)
     assert "input 4 has 300 words; only the first 49 are translated" in capsys.readouterr().err
@@ -184,12 +252,12 @@ def test_export_runs_alone_and_matches_keras(run_dir, model, tmp_path, capsys):
     export_dir = tmp_path / "saved_models" / "translation"
     path = translation.main(["export", "--run-dir", str(run_dir), "--export-dir", str(export_dir)])
     assert path == export_dir / "1"
-    texts = ["Cuatro cinco seis.", *AWKWARD, b"bad \xff\xfe utf-8"]
+    texts = ["Cuatro cinco seis.", *CASED, *AWKWARD, b"bad \xff\xfe utf-8"]
     encoded = [t if isinstance(t, bytes) else t.encode() for t in texts]
     served = run_savedmodel_in_subprocess(path, {"text": np.array(encoded, dtype="S")})["translation"]
     expected = model.translate(tf.constant(encoded), beam_size=4).numpy()
-    assert list(served) == list(expected) and served[0] == b"four five six."
-    assert translation.main(["predict", "--model", str(path), "Ocho uno."]) == ["eight one."]
+    assert list(served) == list(expected) and served[0] == b"Four five six."
+    assert translation.main(["predict", "--model", str(path), "Ocho uno."]) == ["Eight one."]
     with pytest.raises(SystemExit):
         translation.main(["predict", "--model", str(path), "--attention-plot", str(tmp_path / "a.png"), "Uno."])
     assert "needs a .keras model" in capsys.readouterr().err
@@ -212,7 +280,7 @@ def test_every_cell_and_attention_builds_saves_and_decodes(cell, attention, tmp_
         "max_length": 6,
     }
     vocabularies = list(number_words) + ["[END]"], list(number_words.values()) + ["[START]", "[END]"]
-    model = build_model(config, data.Pairs(None, None, *vocabularies))
+    model = build_model(config, data.Pairs(None, None, *vocabularies, {"uno": "Uno"}))
     texts = tf.constant(["uno dos", "", "tres " * 20])
     logits = model((model.source_ids(texts), model.target_ids(texts)[:, :-1]))
     assert logits.shape[-1] == len(number_words) + 4

@@ -37,12 +37,16 @@ def references_by_source(sources, targets):
     return list(refs), list(refs.values())
 
 
-def score(hypotheses, references, lowercase):
-    """Corpus BLEU and chrF (sacrebleu) against all references of each sentence."""
+def score(hypotheses, references):
+    """sacreBLEU's corpus BLEU with its defaults (cased, 13a tokenisation), the same
+    case-insensitive, and chrF, against all references of each sentence; and how many
+    [UNK] the hypotheses hold."""
     streams = [[r[i] if i < len(r) else None for r in references] for i in range(max(map(len, references)))]
     return {
-        "bleu": sacrebleu.BLEU(lowercase=lowercase).corpus_score(hypotheses, streams).score,
-        "chrf": sacrebleu.CHRF(lowercase=lowercase).corpus_score(hypotheses, streams).score,
+        "bleu": sacrebleu.BLEU().corpus_score(hypotheses, streams).score,
+        "bleu_uncased": sacrebleu.BLEU(lowercase=True).corpus_score(hypotheses, streams).score,
+        "chrf": sacrebleu.CHRF().corpus_score(hypotheses, streams).score,
+        "unknown_words": sum(h.count("[UNK]") for h in hypotheses),
     }
 
 
@@ -63,11 +67,12 @@ def evaluate(args):
         print(f"Translating {len(sources):,} test sentences, {name}:")
         outputs[name], seconds = translate_all(lambda t, size=size: model.translate(t, beam_size=size), sources)
         metrics[name] = {
-            **score(outputs[name], references, config["lowercase"]),
+            **score(outputs[name], references),
             "sentences_per_second": len(sources) / seconds,
         }
         print(
-            f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}, "
+            f"{name}: BLEU {metrics[name]['bleu']:.2f} (case-insensitive {metrics[name]['bleu_uncased']:.2f}), "
+            f"chrF {metrics[name]['chrf']:.2f}, {metrics[name]['unknown_words']} [UNK], "
             f"{metrics[name]['sentences_per_second']:.1f} sentences/s"
         )
     runs.save_json(out_dir / "metrics.json", metrics)
@@ -112,7 +117,7 @@ def predict(args):
         translations = [t.decode("utf-8") for t in translations.numpy()]
         if args.attention_plot:
             for i, path in enumerate(attention_plot_paths(args.attention_plot, len(texts))):
-                sources = [w.decode("utf-8") for w in source_words[i].numpy()]
+                sources = [w.decode("utf-8") for w in source_words[i].numpy() if w]
                 targets = [w.decode("utf-8") for w in target_words[i].numpy() if w]
                 plot_attention(attention[i].numpy()[: len(targets), : len(sources)], sources, targets, path)
                 print(f"Wrote {path}", file=sys.stderr)

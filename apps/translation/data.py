@@ -189,13 +189,14 @@ def dataset(model, sources, targets, batch_size, shuffle_seed=None):
 
 @dataclass
 class Pairs:
-    """What a run trains on: (sources, targets) of the training and validation splits
-    and the vocabularies of the training split."""
+    """What a run trains on: (sources, targets) of the training and validation splits,
+    and the vocabularies and target casing of the training split."""
 
     train: tuple[np.ndarray, np.ndarray]
     validation: tuple[np.ndarray, np.ndarray]
     source_vocabulary: list[str]
     target_vocabulary: list[str]
+    casing: dict[str, str]
 
 
 def load(config) -> Pairs:

@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from seqapps.apps.translation import decoding
-from seqapps.apps.translation.text import END, START, detokenize_text, normalize_text
+from seqapps.apps.translation.text import END, START, capitalize, detokenize_text, normalize_text, sentence_initial
 from seqapps.layers import make_attention, make_rnn
 
 
@@ -30,24 +30,31 @@ class Translator(keras.Model):
     """Encoder-decoder with attention, from raw source text to raw target text.
 
     `call((source_ids, target_in_ids))` gives the next-word logits under teacher
-    forcing (for `fit`); `translate(texts)` decodes greedily or with beam search.
+    forcing (for `fit`); `translate(texts)` decodes greedily or with beam search and
+    writes the words out: an unknown word becomes the source word it attended to most,
+    the others take their usual case (`casing`), and sentences start with a capital.
 
     Args:
         config: The app config (see `OPTIONS` in `seqapps.apps.translation`).
         source_vocabulary, target_vocabulary: Words by frequency, without padding and [UNK].
+        casing: {word: its usual written form} for the target words not written in
+            lower case ("i": "I", "tom": "Tom"); empty for a cased model.
     """
 
-    def __init__(self, config, source_vocabulary, target_vocabulary, **kwargs):
+    def __init__(self, config, source_vocabulary, target_vocabulary, casing=None, **kwargs):
         super().__init__(name=kwargs.pop("name", f"translator_{config['cell']}_{config['attention']}"), **kwargs)
         self.config = dict(config)
         self.source_vocabulary, self.target_vocabulary = list(source_vocabulary), list(target_vocabulary)
+        # A run of an earlier version has no casing: its words only get sentence capitals.
+        self.casing = dict(casing or {})
         for token in (START, END):
             if token not in self.target_vocabulary:
                 raise ValueError(f"the target vocabulary lacks {token}")
         c = self.config
         self.source_lookup = keras.layers.StringLookup(vocabulary=self.source_vocabulary, mask_token="")
         self.target_lookup = keras.layers.StringLookup(vocabulary=self.target_vocabulary, mask_token="")
-        self.target_words = keras.layers.StringLookup(vocabulary=self.target_vocabulary, mask_token="", invert=True)
+        # Each target id's word as written; ids 0 and 1 are padding and [UNK].
+        self.written_target_words = tf.constant(["", "[UNK]"] + [self.casing.get(w, w) for w in self.target_vocabulary])
         self.start_id = self.target_vocabulary.index(START) + 2
         self.end_id = self.target_vocabulary.index(END) + 2
         self.source_embedding = keras.layers.Embedding(len(self.source_vocabulary) + 2, c["embedding_dim"])
@@ -103,17 +110,26 @@ class Translator(keras.Model):
             "config": self.config,
             "source_vocabulary": self.source_vocabulary,
             "target_vocabulary": self.target_vocabulary,
+            "casing": self.casing,
             "name": self.name,
         }
 
     # Text <-> ids. Sources end with [END], so even an empty sentence has a word.
 
     def source_words(self, texts):
-        words = tf.strings.split(normalize_text(texts, self.config["lowercase"]))
-        return tf.concat([words[:, : self.config["max_length"] - 1], tf.fill([tf.shape(texts)[0], 1], END)], 1)
+        """The source words as written (normalised, not lower-cased), [END] appended."""
+        words = tf.strings.split(normalize_text(texts, lowercase=False))[:, : self.config["max_length"] - 1]
+        return tf.concat([words, tf.fill([tf.shape(texts)[0], 1], END)], 1)
+
+    def source_lookup_ids(self, written_words):
+        """Ids of padded source words as written."""
+        words = written_words
+        if self.config["lowercase"]:
+            words = tf.where(words == END, END, tf.strings.lower(words, encoding="utf-8"))
+        return self.source_lookup(words)
 
     def source_ids(self, texts):
-        return self.source_lookup(self.source_words(texts).to_tensor(""))
+        return self.source_lookup_ids(self.source_words(texts).to_tensor(""))
 
     def target_ids(self, texts):
         """[START] words [END], at most max_length + 1 ids, padded with 0."""
@@ -122,10 +138,15 @@ class Translator(keras.Model):
         words = tf.concat([tf.fill([batch, 1], START), words, tf.fill([batch, 1], END)], 1)
         return self.target_lookup(words.to_tensor(""))
 
-    def ids_to_text(self, ids):
-        words = self.target_words(ids)
-        words = tf.where((ids == self.start_id) | (ids == self.end_id), "", words)
-        return detokenize_text(tf.strings.reduce_join(words, axis=-1, separator=" "))
+    def written_words(self, ids, attention, source_words):
+        """Target ids (batch, steps) -> words as written, "" after the end. An unknown
+        word is the source word it attended to most, copied as written there (Luong et
+        al. 2015's unknown-word replacement, which carries names and numbers over)."""
+        words = tf.gather(self.written_target_words, ids)
+        copied = tf.gather(source_words, tf.argmax(attention, -1, output_type=tf.int32), batch_dims=1)
+        words = tf.where(ids == 1, tf.where(copied == END, "", copied), words)  # 1: StringLookup's [UNK]
+        words = tf.where((ids == 0) | (ids == self.start_id) | (ids == self.end_id), "", words)
+        return tf.where(sentence_initial(words), capitalize(words), words)
 
     # The network.
 
@@ -162,8 +183,8 @@ class Translator(keras.Model):
     def translate(self, texts, beam_size=1, return_attention=False):
         """Translations of a batch of strings: greedy for beam_size 1, else beam search.
         With return_attention, also the words in and out and the attention weights."""
-        source_words = self.source_words(texts)
-        source_ids = self.source_lookup(source_words.to_tensor(""))
+        source_words = self.source_words(texts).to_tensor("")
+        source_ids = self.source_lookup_ids(source_words)
         max_length = self.config["max_length"] + 1  # the words and [END]
         if beam_size == 1:
             ids, attention = decoding.greedy_search(self, source_ids, max_length)
@@ -171,15 +192,16 @@ class Translator(keras.Model):
             ids, attention = decoding.beam_search(
                 self, source_ids, max_length, beam_size, self.config["length_penalty"]
             )
-        translations = self.ids_to_text(ids)
+        words = self.written_words(ids, attention, source_words)
+        translations = detokenize_text(tf.strings.reduce_join(words, axis=-1, separator=" "))
         if not return_attention:
             return translations
-        return translations, source_words, self.target_words(ids), attention
+        return translations, source_words, words, attention
 
 
 def build_model(config, pairs):
-    """The compiled Translator for `config`, with the vocabularies of `pairs` (`data.Pairs`)."""
-    model = Translator(config, pairs.source_vocabulary, pairs.target_vocabulary)
+    """The compiled Translator for `config`, with the vocabularies and casing of `pairs` (`data.Pairs`)."""
+    model = Translator(config, pairs.source_vocabulary, pairs.target_vocabulary, pairs.casing)
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=5.0),
         loss=masked_loss,

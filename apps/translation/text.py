@@ -1,6 +1,7 @@
-"""Text inside the model: normalisation, detokenisation, and the vocabularies."""
+"""Text inside the model: normalisation, casing, detokenisation, and the vocabularies."""
 
 import collections
+import re
 import unicodedata
 
 import tensorflow as tf
@@ -50,11 +51,61 @@ def normalize_text(text, lowercase=True):
 
 
 def detokenize_text(text):
-    """Words joined by spaces -> a sentence: no space before closing punctuation or after opening."""
+    """Words joined by spaces -> written text: no space before closing punctuation or
+    after opening, quotes around what they quote, hyphens, times and numbers whole
+    ("twenty-one", "3:30", "1,000", "$5")."""
     text = tf.strings.regex_replace(text, r"\s+", " ")
     text = tf.strings.regex_replace(text, r" ([.,!?;:%)\]}»])", r"\1")
-    text = tf.strings.regex_replace(text, r"([¿¡(\[{«]) ", r"\1")
+    text = tf.strings.regex_replace(text, r"([¿¡(\[{«$€£]) ", r"\1")
+    text = tf.strings.regex_replace(text, r"(\pL) - (\pL)", r"\1-\2")
+    text = tf.strings.regex_replace(text, r"(\pN)([.,:]) (\pN)", r"\1\2\3")
+    # Straight quotes come in pairs: the first of each opens, the second closes.
+    text = tf.strings.regex_replace(text, r'" ?([^"]*?) ?"', r'"\1"')
     return tf.strings.strip(text)
+
+
+# A word starts a sentence at the start or after one of these, maybe behind an opening mark.
+SENTENCE_ENDS = r"[.!?]"
+OPENING_MARKS = r"[¿¡\"(«]"
+
+
+def sentence_initial(words):
+    """Which of the words (batch, steps) start a sentence: the first word with a letter
+    or digit, and the first after a full stop, question or exclamation mark."""
+    starts_after = tf.strings.regex_full_match(words, SENTENCE_ENDS)
+    opening = tf.strings.regex_full_match(words, OPENING_MARKS)
+    before = tf.pad(starts_after, [[0, 0], [1, 0]], constant_values=True)  # the start counts as an end
+    previous_ends, previous_opens = before[:, :-1], tf.pad(opening, [[0, 0], [1, 0]])[:, :-1]
+    two_back_ends = tf.pad(before, [[0, 0], [1, 0]])[:, :-2]
+    after_end = previous_ends | (previous_opens & two_back_ends)
+    return after_end & tf.strings.regex_full_match(words, r".*[\pL\pN].*")
+
+
+def capitalize(words):
+    """Each word with its first letter upper-cased."""
+    length = tf.strings.length(words, unit="UTF8_CHAR")
+    split = tf.minimum(length, 1)  # 0 for the empty word
+    first = tf.strings.substr(words, tf.zeros_like(length), split, unit="UTF8_CHAR")
+    return tf.strings.upper(first, encoding="utf-8") + tf.strings.substr(words, split, length, unit="UTF8_CHAR")
+
+
+def learn_casing(sentences):
+    """{lower-cased word: its usual written form} from cased, normalised sentences, for
+    the words not usually written in lower case ("tom": "Tom", "i": "I", "tv": "TV").
+    A word's form is counted where it does not start a sentence, where case says
+    nothing about the word."""
+    forms = collections.defaultdict(collections.Counter)
+    for sentence in sentences:
+        previous = [".", "."]
+        for word in sentence.split():
+            initial = re.fullmatch(SENTENCE_ENDS, previous[-1]) or (
+                re.fullmatch(OPENING_MARKS, previous[-1]) and re.fullmatch(SENTENCE_ENDS, previous[-2])
+            )
+            if not initial:
+                forms[word.lower()][word] += 1
+            previous = [previous[-1], word]
+    casing = {lower: counts.most_common(1)[0][0] for lower, counts in forms.items()}
+    return {lower: form for lower, form in sorted(casing.items()) if form != lower}
 
 
 def build_vocabulary(normalized, size):
@@ -68,7 +119,13 @@ def normalize_all(texts, lowercase):
 
 
 def adapt_vocabularies(config, sources, targets):
-    """Source and target vocabularies of the training pairs."""
+    """Source and target vocabularies of the training pairs, and the casing of the
+    target words (for a lower-cased model)."""
     source_words = build_vocabulary(normalize_all(sources, config["lowercase"]), config["source_vocab_size"] - 1)
-    target_words = build_vocabulary(normalize_all(targets, config["lowercase"]), config["target_vocab_size"] - 2)
-    return source_words + [END], target_words + [START, END]
+    written_targets = normalize_all(targets, lowercase=False)
+    target_words = build_vocabulary(
+        [t.lower() for t in written_targets] if config["lowercase"] else written_targets,
+        config["target_vocab_size"] - 2,
+    )
+    casing = learn_casing(written_targets) if config["lowercase"] else {}
+    return source_words + [END], target_words + [START, END], casing
