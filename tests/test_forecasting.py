@@ -105,6 +105,10 @@ def test_splits_are_chronological_and_windows_stay_inside(series_csv):
     history, future = windows.windows(series, "test", config)
     np.testing.assert_array_equal(history[0], series.values[936:960])
     np.testing.assert_array_equal(future[-1], series.values[-12:])
+    chunks = list(windows.window_chunks(series, "test", config, rows=3 * 100))  # 3 targets: 100 windows a chunk
+    assert [len(h) for h, _ in chunks] == [100, 100, len(history) - 200]
+    np.testing.assert_array_equal(np.concatenate([h for h, _ in chunks]), history)
+    np.testing.assert_array_equal(np.concatenate([f for _, f in chunks]), future)
 
 
 @pytest.mark.slow
@@ -173,9 +177,8 @@ def test_baselines():
     steps = np.arange(12)[None, :, None]
     series = rng.normal(size=(60, 1, 2)) * steps + rng.normal(size=(60, 1, 2))
     scale = np.array([1.0, 3.0])
-    weights = baselines.fit_linear(
-        (series[:50, :8], series[:50, 8:]), (series[50:, :8], series[50:, 8:]), [0, 1], scale
-    )
+    train = [(series[:25, :8], series[:25, 8:]), (series[25:50, :8], series[25:50, 8:])]  # in two chunks
+    weights = baselines.fit_linear(train, [(series[50:, :8], series[50:, 8:])], [0, 1], scale)
     np.testing.assert_allclose(baselines.linear(series[:, :8], [0, 1], weights, scale), series[:, 8:], atol=1e-6)
 
 
@@ -198,7 +201,7 @@ def test_the_linear_baseline_stays_sane_on_few_collinear_windows():
         def mse(forecast, future=future, scale=scale):
             return np.mean(((forecast - future) / scale) ** 2)
 
-        weights = baselines.fit_linear(train, validation, [0], scale)
+        weights = baselines.fit_linear([train], [validation], [0], scale)
         ridge.append(mse(baselines.linear(history, [0], weights, scale)))
         x, y = baselines.recentred_rows(*train, [0], scale)
         least_squares.append(mse(baselines.linear(history, [0], np.linalg.lstsq(x, y, rcond=None)[0], scale)))

@@ -39,17 +39,20 @@ def fit_linear(train, validation, target_index, scale):
     target variables (the NLinear baseline of Zeng et al. 2023), fitted by ridge
     regression on the `train` (history, future) windows with the penalty (relative
     to the mean squared input) that forecasts the `validation` windows best: plain
-    least squares overfits, even diverges, when the windows are few."""
-    x, y = recentred_rows(*train, target_index, scale)
-    x_val, y_val = recentred_rows(*validation, target_index, scale)
-    gram, moment = x.T @ x, x.T @ y
+    least squares overfits, even diverges, when the windows are few. Both are
+    iterables of (history, future) chunks, summed up one at a time."""
+    gram = moment = 0.0
+    for history, future in train:
+        x, y = recentred_rows(history, future, target_index, scale)
+        gram, moment = gram + x.T @ x, moment + x.T @ y
     # The penalty scales with the mean squared input; the constant goes unpenalised.
     ridge = np.trace(gram) / len(gram) * np.diag([1.0] * (len(gram) - 1) + [0.0])
-    fits = []
-    for penalty in PENALTIES:
-        weights = np.linalg.lstsq(gram + penalty * ridge, moment, rcond=None)[0]
-        fits.append((np.mean((x_val @ weights - y_val) ** 2), weights))
-    return min(fits, key=lambda fit: fit[0])[1]
+    fits = [np.linalg.lstsq(gram + penalty * ridge, moment, rcond=None)[0] for penalty in PENALTIES]
+    squared_errors = np.zeros(len(fits))
+    for history, future in validation:
+        x, y = recentred_rows(history, future, target_index, scale)
+        squared_errors += [np.sum((x @ weights - y) ** 2) for weights in fits]
+    return fits[int(np.argmin(squared_errors))]
 
 
 def linear(history, target_index, weights, scale):

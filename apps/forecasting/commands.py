@@ -11,7 +11,7 @@ from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.forecasting import baselines
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
-from seqapps.apps.forecasting.windows import windows
+from seqapps.apps.forecasting.windows import window_chunks, windows
 from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
 from seqapps.apps.tables import text_table
 
@@ -48,7 +48,9 @@ def evaluate(args):
         seasonal_history, actual = seasonal_history[: args.limit], actual[: args.limit]
     history = seasonal_history[:, -lookback:]
     index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
-    linear = baselines.fit_linear(windows(series, "train", config), windows(series, "val", config), index, std)
+    linear = baselines.fit_linear(
+        window_chunks(series, "train", config), window_chunks(series, "val", config), index, std
+    )
     forecasts = {
         "model": model.predict(history, batch_size=256, verbose=1),
         "persistence": baselines.persistence(history, index, horizon),
