@@ -94,6 +94,14 @@ def test_statistics_come_from_the_training_split_only(tmp_path, write_series):
     np.testing.assert_allclose(np.ravel(model.get_layer("standardize").mean), series.mean, rtol=1e-6)
 
 
+def test_the_segment_left_unset_is_the_longest_that_divides_lookback_and_horizon(series_csv):
+    def segment(lookback, horizon):
+        return config_for(series_csv, lookback=lookback, horizon=horizon, segment=None)["segment"]
+
+    assert [segment(96, 96), segment(96, 336), segment(30, 96), segment(720, 720), segment(7, 5)] == [24, 24, 6, 24, 1]
+    assert config_for(series_csv, lookback=30, horizon=96, segment=10)["segment"] == 10  # given: kept, checked later
+
+
 def test_splits_are_chronological_and_windows_stay_inside(series_csv):
     config = config_for(series_csv)
     series = data.load_series(config, None)
@@ -308,8 +316,8 @@ def test_wrong_columns_and_short_series(tmp_path, capsys, write_series):
     short = write_series(tmp_path / "short.csv", rows=60)
     err = error_of(["train", "--dataset", str(short), "--run-dir", str(tmp_path / "r2"), *TINY], capsys)
     assert "fewer than lookback + horizon = 36" in err
-    err = error_of(["train", "--dataset", str(csv), "--lookback", "30", "--run-dir", str(tmp_path / "r5")], capsys)
-    assert "--segment 12 must divide --lookback 30" in err and not (tmp_path / "r5").exists()
+    args = ["train", "--dataset", str(csv), "--lookback", "30", "--segment", "12", "--run-dir", str(tmp_path / "r5")]
+    assert "--segment 12 must divide --lookback 30" in error_of(args, capsys) and not (tmp_path / "r5").exists()
     err = error_of(["train", "--dataset", str(tmp_path / "none.csv"), "--run-dir", str(tmp_path / "r3")], capsys)
     assert "no such file" in err
     err = error_of(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r4")], capsys)
@@ -344,7 +352,7 @@ def test_named_datasets_have_the_standard_splits(tmp_path, write_series, dataset
     benchmark = data.DATASETS[dataset]
     write_series(tmp_path / benchmark.filename, rows=rows, columns=ETT_COLUMNS, step=step)
     config = data.complete_config({**forecasting.DEFAULTS, "dataset": dataset, "limit": None, "seed": 0})
-    assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (96, 96, 12, season)
+    assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (96, 96, 24, season)
     series = data.load_series(config, tmp_path)
     assert series.split_ends == ends
     # Validation and test windows start a lookback early; every target row of a split is forecast.

@@ -41,7 +41,12 @@ OPTIONS = [
     Option("lookback", None, "steps of history (default: the dataset's, 96; illness 36)", cli.positive_int),
     Option("horizon", None, "steps to forecast (default: the dataset's, 96; illness 24)", cli.positive_int),
     Option("stride", 1, "steps between training windows", cli.positive_int),
-    Option("segment", None, "steps per segment, dividing lookback and horizon (default: 12)", cli.positive_int),
+    Option(
+        "segment",
+        None,
+        "steps per segment, dividing lookback and horizon (default: the longest up to 24, illness 12, that does)",
+        cli.positive_int,
+    ),
     Option(
         "season",
         None,

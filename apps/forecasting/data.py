@@ -2,6 +2,7 @@
 order, constant columns, unknown columns), and its chronological splits."""
 
 import csv
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ class Benchmark:
     rows_per_hour: int | None = None
     lookback: int = 96
     horizon: int = 96
-    segment: int = 12
+    segment: int = 24  # SegRNN's; the longest segment that divides lookback and horizon, up to this
 
 
 DATASETS = {
@@ -80,10 +81,15 @@ TIME_FORMATS = [
 
 
 def complete_config(config):
-    """`config` with the dataset's lookback, horizon, segment and season where they are unset."""
+    """`config` with the dataset's lookback, horizon and season where they are unset, and
+    the longest segment up to the dataset's that divides both lookback and horizon."""
     benchmark = DATASETS.get(config["dataset"], CSV_DEFAULTS)
-    defaults = {name: getattr(benchmark, name) for name in ("lookback", "horizon", "segment", "season")}
-    return {**config, **{name: value for name, value in defaults.items() if config.get(name) is None}}
+    defaults = {name: getattr(benchmark, name) for name in ("lookback", "horizon", "season")}
+    config = {**config, **{name: value for name, value in defaults.items() if config.get(name) is None}}
+    if config.get("segment") is None:
+        whole = math.gcd(config["lookback"], config["horizon"])
+        config["segment"] = max(d for d in range(1, benchmark.segment + 1) if whole % d == 0)
+    return config
 
 
 def find_csv(dataset, data_dir):
