@@ -48,6 +48,7 @@ COLUMNS = [
     ("horizon", "horizon", "{}"),
     ("seed", "seed", "{}"),
     ("options", "options", "{}"),
+    ("val_mse", "val MSE", "{:.4f}"),
     ("mse", "test MSE", "{:.4f}"),
     ("mae", "test MAE", "{:.4f}"),
     ("segrnn_mse", "SegRNN MSE", "{}"),
@@ -77,17 +78,20 @@ def run(cell, lookback, horizon, seed, options, data):
     seconds, peak = run_measured(train + ["--seed", str(seed), "--run-dir", str(run_dir), "--verbose", "2", *options])
     subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data], check=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
     row = {
         "cell": cell,
         "lookback": lookback,
         "horizon": horizon,
         "seed": seed,
         "options": " ".join(options),
+        # The best epoch's validation loss (the standardised MSE): recipes are chosen on it.
+        "val_mse": min(history["val_loss"]),
         "mse": metrics["model"]["mse"],
         "mae": metrics["model"]["mae"],
         "segrnn_mse": segrnn_mse(lookback, horizon),
         **{f"{name}_mse": metrics[name]["mse"] for name in BASELINES},
-        "epochs": len(json.loads((run_dir / "history.json").read_text())["loss"]),
+        "epochs": len(history["loss"]),
         "train_minutes": seconds / 60,
         "peak_rss_mib": peak,
         "device": "GPU" if machine()["gpus"] else "CPU",
