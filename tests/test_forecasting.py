@@ -254,6 +254,17 @@ def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
         + ["encoder_0/" + w.path.split("encoder_0/")[1] for w in layer.encoder[0].weights]
         + ["head/kernel", "head/bias"]
     )
+    # Each output segment is one step of the encoder's layer from its final state,
+    # given the segment's position and the variable's channel embedding.
+    window, variable = 1, 2
+    _, *states = layer.encoder[0](
+        layer.embed((history[window, :, variable] - history[window, -1, variable])[None].reshape(1, 4, 6))
+    )
+    channel = np.repeat(layer.channel_embedding.numpy()[variable : variable + 1], 6, axis=0)
+    queries = np.concatenate([layer.position_embedding.numpy(), channel], axis=-1)[:, None, :]
+    steps, *_ = layer.encoder[0](queries, initial_state=[np.repeat(state, 6, axis=0) for state in states])
+    expected = layer.head(steps).numpy().reshape(-1) + history[window, -1, variable]
+    np.testing.assert_allclose(forecast[window, :, 1], expected, atol=1e-5)  # target_index [0, 2]
     # Channel-independent: another variable's history changes nothing, and each
     # window's forecast is its own.
     changed = history.copy()
