@@ -257,6 +257,7 @@ def test_export_runs_alone_and_matches_keras(run_dir, model, tmp_path, capsys):
     served = run_savedmodel_in_subprocess(path, {"text": np.array(encoded, dtype="S")})["translation"]
     expected = model.translate(tf.constant(encoded), beam_size=4).numpy()
     assert list(served) == list(expected) and served[0] == b"Four five six."
+    assert [t.decode() for t in served[1 : 1 + len(CASED)]] == list(CASED.values())
     assert translation.main(["predict", "--model", str(path), "Ocho uno."]) == ["Eight one."]
     with pytest.raises(SystemExit):
         translation.main(["predict", "--model", str(path), "--attention-plot", str(tmp_path / "a.png"), "Uno."])

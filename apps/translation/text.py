@@ -1,7 +1,6 @@
 """Text inside the model: normalisation, casing, detokenisation, and the vocabularies."""
 
 import collections
-import re
 import unicodedata
 
 import tensorflow as tf
@@ -89,21 +88,17 @@ def capitalize(words):
     return tf.strings.upper(first, encoding="utf-8") + tf.strings.substr(words, split, length, unit="UTF8_CHAR")
 
 
-def learn_casing(sentences):
+def learn_casing(sentences, batch_size=4096):
     """{lower-cased word: its usual written form} from cased, normalised sentences, for
     the words not usually written in lower case ("tom": "Tom", "i": "I", "tv": "TV").
-    A word's form is counted where it does not start a sentence, where case says
-    nothing about the word."""
+    A word's form is counted where it does not start a sentence (`sentence_initial`),
+    where case says nothing about the word."""
     forms = collections.defaultdict(collections.Counter)
-    for sentence in sentences:
-        previous = [".", "."]
-        for word in sentence.split():
-            initial = re.fullmatch(SENTENCE_ENDS, previous[-1]) or (
-                re.fullmatch(OPENING_MARKS, previous[-1]) and re.fullmatch(SENTENCE_ENDS, previous[-2])
-            )
-            if not initial:
-                forms[word.lower()][word] += 1
-            previous = [previous[-1], word]
+    for i in range(0, len(sentences), batch_size):
+        words = tf.strings.split(tf.constant(sentences[i : i + batch_size], tf.string)).to_tensor("")
+        counted = tf.boolean_mask(words, (words != "") & ~sentence_initial(words))
+        for word, lower in zip(counted.numpy(), tf.strings.lower(counted, encoding="utf-8").numpy(), strict=True):
+            forms[lower.decode("utf-8")][word.decode("utf-8")] += 1
     casing = {lower: counts.most_common(1)[0][0] for lower, counts in forms.items()}
     return {lower: form for lower, form in sorted(casing.items()) if form != lower}
 
@@ -122,10 +117,6 @@ def adapt_vocabularies(config, sources, targets):
     """Source and target vocabularies of the training pairs, and the casing of the
     target words (for a lower-cased model)."""
     source_words = build_vocabulary(normalize_all(sources, config["lowercase"]), config["source_vocab_size"] - 1)
-    written_targets = normalize_all(targets, lowercase=False)
-    target_words = build_vocabulary(
-        [t.lower() for t in written_targets] if config["lowercase"] else written_targets,
-        config["target_vocab_size"] - 2,
-    )
-    casing = learn_casing(written_targets) if config["lowercase"] else {}
+    target_words = build_vocabulary(normalize_all(targets, config["lowercase"]), config["target_vocab_size"] - 2)
+    casing = learn_casing(normalize_all(targets, lowercase=False)) if config["lowercase"] else {}
     return source_words + [END], target_words + [START, END], casing
