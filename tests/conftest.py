@@ -37,8 +37,10 @@ NEGATIVE = "awful terrible boring dull waste hated".split()
 NEUTRAL = "the film movie plot actor scene story music".split()
 
 
-def imdb_files(root, per_class=(20, 10), seed=0):
-    """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal."""
+def imdb_files(root, per_class=(20, 10), seed=0, reviews_per_movie=4):
+    """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal, and the
+    urls_{pos,neg}.txt that name each review's movie: reviews i of both labels are
+    about movie i // reviews_per_movie (test movies are others than training movies)."""
     rng = np.random.default_rng(seed)
     for split, count in zip(("train", "test"), per_class, strict=True):
         for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
@@ -47,6 +49,10 @@ def imdb_files(root, per_class=(20, 10), seed=0):
             for i in range(count):
                 text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
                 (folder / f"{i}_{rng.integers(*stars)}.txt").write_text(text.capitalize())
+            first = 0 if split == "train" else 10**6
+            movies = [first + i // reviews_per_movie for i in range(count)]
+            urls = "".join(f"http://www.imdb.com/title/tt{movie:07d}/usercomments\n" for movie in movies)
+            (folder.parent / f"urls_{label}.txt").write_text(urls)
     return root
 
 

@@ -45,10 +45,31 @@ def test_load_imdb_directory_and_tarball_agree(data_dir, make_tarball):
     from_dir = data.load_imdb(data_dir)
     from_tar = data.load_imdb(make_tarball(data_dir).parent)
     for split, n in (("train", 40), ("test", 20)):
-        texts, labels = from_dir[split]
+        texts, labels, movies = from_dir[split]
         assert len(texts) == n and labels.sum() == n // 2
-        np.testing.assert_array_equal(texts, from_tar[split][0])
-        np.testing.assert_array_equal(labels, from_tar[split][1])
+        for column, from_tarball in zip(from_dir[split], from_tar[split], strict=True):
+            np.testing.assert_array_equal(column, from_tarball)
+        # Review <id> of each label is about the movie on line <id> of urls_<label>.txt (<id> // 4 here).
+        first = 0 if split == "train" else 10**6
+        expected = [f"tt{first + i // 4:07d}" for i in range(n // 2)]
+        assert list(movies[labels == 1]) == list(movies[labels == 0]) == expected
+    assert not set(from_dir["train"][2]) & set(from_dir["test"][2])
+
+
+def test_validation_reviews_are_about_movies_no_training_review_is_about():
+    rng = np.random.default_rng(0)
+    movies = np.array([f"tt{m}" for m in rng.integers(0, 50, size=400)], dtype=object)
+    texts, labels = np.arange(400).astype(str).astype(object), np.arange(400) % 2
+    (train, train_labels), (validation, _) = data.split_validation(texts, labels, 0.1, seed=3, movies=movies)
+    assert sorted([*train, *validation]) == sorted(texts)
+    train_movies, validation_movies = (set(movies[np.array(part).astype(int)]) for part in (train, validation))
+    assert not train_movies & validation_movies
+    # A tenth of the reviews, give or take the reviews of the last movie drawn.
+    assert 40 <= len(validation) < 40 + max(np.unique(movies, return_counts=True)[1])
+    np.testing.assert_array_equal(train_labels, np.array(train).astype(int) % 2)
+    # Without movies (other archives, TFDS): a tenth of the reviews, drawn by review.
+    (_, _), (by_review, _) = data.split_validation(texts, labels, 0.1, seed=3)
+    assert len(by_review) == 40 and set(movies[np.array(by_review).astype(int)]) & train_movies
 
 
 @pytest.mark.slow
@@ -91,7 +112,7 @@ def test_the_bag_of_ngrams_baseline_learns(make_imdb, tmp_path):
     from seqapps.apps.sentiment import baseline
 
     reviews = data.load_imdb(make_imdb(tmp_path, per_class=(60, 40), seed=1))
-    texts, labels = reviews["train"]
+    texts, labels, _ = reviews["train"]
     features = baseline.CountVectorizer(token_pattern=r"\S+", binary=True).fit(baseline.cleaned(texts))
     ratios = baseline.log_count_ratios(features.transform(baseline.cleaned(texts)), labels)
     vocabulary = features.vocabulary_
@@ -227,7 +248,79 @@ def test_cleaning_removes_markup_and_keeps_words():
 def test_real_imdb_archive_loads_balanced():
     splits = data.load_imdb(SHARED_IMDB.parent)
     for split in ("train", "test"):
-        texts, labels = splits[split]
-        assert len(texts) == 25000
+        texts, labels, movies = splits[split]
+        assert len(texts) == 25000 and all(movies)
         assert labels.sum() == 12500
         assert all(isinstance(t, str) and t for t in texts[:100])
+
+
+def test_vocabulary_is_ranked_as_textvectorization_adapt_ranks_it():
+    import keras
+    import tensorflow as tf
+
+    # Ties of every kind: "b", "c" and "d" twice, "e" and "f" once, words across markup and case.
+    texts = np.array(["A b c d.", "b C<br />a d", "e a, f", "a"], dtype=object)
+    vectorizer = keras.layers.TextVectorization(standardize=model.clean_review)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts.astype(str)).batch(2))
+    assert model.adapt_vocabulary(texts) == vectorizer.get_vocabulary(include_special_tokens=False)
+    assert model.adapt_vocabulary(texts)[0] == "a"
+
+
+def test_token_counts_follow_the_vectorizer_and_the_cap():
+    texts = np.array(["One two three four.", "", "Don't<br />stop"], dtype=object)
+    np.testing.assert_array_equal(model.token_counts(texts), [4, 0, 2])
+    np.testing.assert_array_equal(model.token_counts(texts, sequence_length=3), [3, 0, 2])
+
+
+def test_batches_hold_reviews_of_similar_length_and_every_review_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 1500, size=300).astype(np.int32)
+    texts = np.array([f"{i} " + "w " * (n - 1) for i, n in enumerate(lengths)], dtype=object)
+    labels = np.arange(300) % 2
+    ds = data.dataset(texts, labels, model.token_counts(texts), batch_size=16, shuffle_seed=1)
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == ds.cardinality().numpy()  # Keras' progress bar knows the epoch's length
+    seen = []
+    for batch_texts, batch_labels in batches:
+        ids = [int(text.split()[0]) for text in batch_texts]
+        np.testing.assert_array_equal(batch_labels, labels[ids])  # texts and labels stay paired
+        buckets = np.searchsorted(data.BUCKETS, lengths[ids], side="right")
+        assert len(set(buckets)) == 1 and len(ids) <= 16
+        # Long reviews come fewer to a batch: no batch holds more tokens than 16 of 512.
+        assert len(ids) * lengths[ids].max() <= 16 * data.TOKENS_PER_REVIEW
+        seen += ids
+    assert sorted(seen) == list(range(300))
+    # Shuffled: another epoch, another order.
+    assert [b[0][0] for b in ds.as_numpy_iterator()] != [b[0][0] for b in batches]
+
+
+def tiny_model(sequence_length=None):
+    import keras
+
+    vocabulary = ["good", "bad", "film", "plot"]
+    config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0}
+    keras.utils.set_random_seed(0)
+    reviews = data.Reviews((None, None), (None, None), vocabulary)
+    return model.build_model({**config, "sequence_length": sequence_length}, reviews)
+
+
+def test_the_model_reads_whole_reviews_or_the_first_sequence_length_tokens():
+    import tensorflow as tf
+
+    head, tails = "good film " * 3, ["bad plot " * 10, "good good " * 10]
+    whole, capped = tiny_model(), tiny_model(sequence_length=6)
+    for m, differ in ((whole, True), (capped, False)):
+        probabilities = m(tf.constant([head + tail for tail in tails])).numpy()
+        assert (abs(probabilities[0] - probabilities[1]) > 1e-6) == differ
+
+
+def test_padding_to_the_batch_longest_review_changes_no_probability():
+    import tensorflow as tf
+
+    m = tiny_model()
+    texts = ["good film", "bad plot " * 200, "", "film"]
+    together = m(tf.constant(texts)).numpy().reshape(-1)
+    alone = [m(tf.constant([text])).numpy().item() for text in texts]
+    np.testing.assert_allclose(together, alone, atol=1e-6)  # an empty batch too
+    # Evaluation sorts by length and puts the probabilities back in order.
+    np.testing.assert_allclose(commands.review_probabilities(m, np.array(texts, dtype=object)), alone, atol=1e-6)

@@ -167,11 +167,18 @@ def test_unknown_and_unavailable_datasets_get_one_line_errors(tmp_path, capsys):
 
 def test_published_imdb_files_keep_their_split_sizes(make_imdb, tmp_path):
     imdb = make_imdb(tmp_path, per_class=(20, 10))
-    splits = load_reviews(config("imdb"), str(imdb), ("train", "validation", "test"))
+    splits = load_reviews(config("imdb", split_by_movie=False), str(imdb), ("train", "validation", "test"))
     assert [len(splits[s][0]) for s in ("train", "validation", "test")] == [36, 4, 20]
+    # By movie: the 8 reviews (4 of each label) of the one movie that holds the 4 wanted.
+    splits = load_reviews(config("imdb"), str(imdb), ("train", "validation", "test"))
+    assert [len(splits[s][0]) for s in ("train", "validation", "test")] == [32, 8, 20]
 
 
 @pytest.mark.skipif(not SHARED_IMDB.exists(), reason=f"the real IMDB archive is not at {SHARED_IMDB}")
 def test_real_imdb_files_keep_their_split_sizes():
     splits = load_reviews(config("imdb"), str(SHARED_IMDB.parent), ("train", "validation", "test"))
-    assert [len(splits[s][0]) for s in ("train", "validation", "test")] == [22500, 2500, 25000]
+    sizes = [len(splits[s][0]) for s in ("train", "validation", "test")]
+    # Validation: the reviews of whole movies, 2,500 and those of the last movie drawn (at most 30).
+    assert sizes[0] + sizes[1] == 25000 and 2500 <= sizes[1] < 2530 and sizes[2] == 25000
+    splits = load_reviews(config("imdb", split_by_movie=False), str(SHARED_IMDB.parent), ("train", "validation"))
+    assert [len(splits[s][0]) for s in ("train", "validation")] == [22500, 2500]

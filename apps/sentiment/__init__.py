@@ -10,6 +10,8 @@ vocabulary (TextVectorization, adapted on the training split only) live inside i
 and so inside the export.
 """
 
+import argparse
+
 from seqapps.apps import cli
 from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
 from seqapps.apps.sentiment import commands, data, model
@@ -29,8 +31,19 @@ OPTIONS = [
     *recurrent_options(cell="lstm", units=64, layers=1, bidirectional=True, dropout=0.25, recurrent_dropout=0.0),
     Option("vocab_size", 20000, "vocabulary size", cli.positive_int),
     Option("embedding_dim", 128, "embedding size", cli.positive_int),
-    Option("sequence_length", 400, "tokens kept per review", cli.positive_int),
+    Option(
+        "sequence_length",
+        None,
+        "tokens read of each review, from its start (default: all; batches hold reviews of similar length)",
+        cli.positive_int,
+    ),
     Option("validation_fraction", 0.1, None),
+    Option(
+        "split_by_movie",
+        True,
+        "IMDB: validation reviews are about other movies than the training reviews, as its test reviews are",
+        action=argparse.BooleanOptionalAction,
+    ),
     Option("test_fraction", 0.1, None),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),
 ]
@@ -41,7 +54,7 @@ def search_space(hp, config):
         **recurrent_space(hp),
         "vocab_size": hp.Choice("vocab_size", [5000, 10000, 20000]),
         "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256]),
-        "sequence_length": hp.Choice("sequence_length", [200, 300, 400, 600]),
+        "sequence_length": hp.Choice("sequence_length", [200, 400, 800]),
     }
 
 

@@ -9,6 +9,7 @@ from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_s
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
+from seqapps.apps.sentiment.model import token_counts
 from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])
@@ -46,18 +47,29 @@ def binary_metrics(labels, probabilities):
     }
 
 
+def review_probabilities(model, texts, batch_size=256):
+    """The model's probabilities for `texts`, computed shortest first (batches of
+    similar length run few padding steps) and returned in the order of `texts`."""
+    order = np.argsort(token_counts(texts), kind="stable")
+    probabilities = np.empty(len(texts))
+    probabilities[order] = model.predict(
+        tf.constant(texts[order].astype(str)), batch_size=batch_size, verbose=1
+    ).reshape(-1)
+    return probabilities
+
+
 def evaluate(args):
     """The model's metrics on the test split, and beside them (under "baseline") those
     of the NB-weighted bag-of-n-grams baseline fitted on the run's training split."""
     model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config_path = out_dir / "config.json"
     config = runs.load_json(config_path) if config_path.exists() else {}
-    # A run of an earlier version has no dataset in its config: it trained on IMDB.
-    config = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, **config}
+    # Runs of earlier versions: no dataset in the config (IMDB), validation drawn by review.
+    earlier = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, "split_by_movie": False}
+    config = {**earlier, **config}
     data_dir = args.data_dir or config.get("data_dir")
     texts, labels = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
-    probabilities = model.predict(tf.constant(texts.astype(str)), batch_size=256, verbose=1).reshape(-1)
-    metrics = binary_metrics(labels, probabilities)
+    metrics = binary_metrics(labels, review_probabilities(model, texts))
     print("Fitting the bag-of-n-grams baseline on the training split ...")
     splits = load_reviews(config, data_dir, ("train", "validation"))  # the run's own, with its --limit
     baseline, cost = fit_baseline(splits["train"], splits["validation"])

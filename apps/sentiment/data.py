@@ -14,13 +14,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from seqapps.apps.cli import UsageError
-from seqapps.apps.sentiment.model import adapt_vocabulary
+from seqapps.apps.sentiment.model import adapt_vocabulary, token_counts
 from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb_v1_labeled.tar.gz")
 IMDB_LAYOUT = "aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt, as a directory or inside " + " or ".join(IMDB_ARCHIVES)
 REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+# Line i of urls_<label>.txt is the IMDB page of the movie that review i of that label is about.
+URLS_PATH = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
+MOVIE_ID = re.compile(r"/title/(tt\d+)")
 
 
 def find_imdb(data_dir):
@@ -43,7 +46,7 @@ def iter_review_files(source):
     """(relative path, bytes) of every review file, read straight from a tarball if
     need be, with a progress bar: files read of all files, or megabytes of the archive."""
     if source.is_dir():
-        paths = sorted(source.glob("*/*/*.txt"))
+        paths = sorted([*source.glob("*/*/*.txt"), *source.glob("*/urls_*.txt")])
         progress = keras.utils.Progbar(len(paths), unit_name="file")
         for i, path in enumerate(paths, 1):
             yield path.relative_to(source).as_posix(), path.read_bytes()
@@ -55,7 +58,7 @@ def iter_review_files(source):
     try:
         with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
             for member in archive:  # streaming: nothing is unpacked to disk
-                if member.isfile() and REVIEW_PATH.search(member.name):
+                if member.isfile() and (REVIEW_PATH.search(member.name) or URLS_PATH.search(member.name)):
                     yield member.name, archive.extractfile(member).read()
                     progress.update(round(raw.tell() / 2**20), finalize=False)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
@@ -64,14 +67,20 @@ def iter_review_files(source):
 
 
 def load_imdb(data_dir=None, splits=("train", "test")):
-    """The Large Movie Review Dataset: {split: (texts, labels)}, label 1 = positive.
+    """The Large Movie Review Dataset: {split: (texts, labels, movies)}, label 1 =
+    positive, movies the IMDB title id each review is about ("" where the archive
+    has no urls_*.txt).
 
     `data_dir` holds the published layout (directory or tarball, see IMDB_LAYOUT);
     without it the official archive is downloaded once and cached.
     """
     source = find_imdb(data_dir)
     reviews = {split: [] for split in splits}
+    urls = {}
     for name, raw in iter_review_files(source):
+        if match := URLS_PATH.search(name):
+            urls[match[1], int(match[2] == "pos")] = raw.decode("utf-8", errors="replace").splitlines()
+            continue
         match = REVIEW_PATH.search(name)
         if not match or match[1] not in reviews:
             continue
@@ -88,23 +97,47 @@ def load_imdb(data_dir=None, splits=("train", "test")):
         if not items:
             raise UsageError(f"no {split} reviews in {source}: expected {IMDB_LAYOUT}")
         items.sort()  # the order of files on disk or in the archive varies
-        result[split] = (np.array([text for _, _, text in items], dtype=object), np.array([y for y, _, _ in items]))
+        result[split] = (
+            np.array([text for _, _, text in items], dtype=object),
+            np.array([y for y, _, _ in items]),
+            np.array([movie_id(urls.get((split, y), []), i) for y, i, _ in items], dtype=object),
+        )
     return result
 
 
-def sample(texts, labels, limit, seed):
-    """At most `limit` examples, drawn at random (seeded)."""
+def movie_id(url_lines, review_id):
+    """The IMDB title id on line `review_id` of a urls_*.txt file; "" if there is none."""
+    found = MOVIE_ID.search(url_lines[review_id]) if review_id < len(url_lines) else None
+    return found[1] if found else ""
+
+
+def sample(texts, labels, limit, seed, movies=None):
+    """At most `limit` examples, drawn at random (seeded): (texts, labels[, movies])."""
+    columns = (texts, labels) if movies is None else (texts, labels, movies)
     if limit is None or limit >= len(texts):
-        return texts, labels
+        return columns
     keep = np.random.default_rng(seed).permutation(len(texts))[:limit]
-    return texts[keep], labels[keep]
+    return tuple(column[keep] for column in columns)
 
 
-def split_validation(texts, labels, fraction, seed):
-    order = np.random.default_rng(seed).permutation(len(texts))
+def split_validation(texts, labels, fraction, seed, movies=None):
+    """(train, validation) (texts, labels): a seeded `fraction` of the reviews, or,
+    given each review's movie, of the movies (as many reviews as `fraction` of them).
+    IMDB's test reviews are about other movies than its training reviews; validation
+    reviews about movies of the training split would score names and plots learned
+    by heart, and a validation accuracy above what the test split gives."""
+    rng = np.random.default_rng(seed)
     n_val = max(1, int(round(len(texts) * fraction)))
-    val, train = order[:n_val], order[n_val:]
-    return (texts[train], labels[train]), (texts[val], labels[val])
+    if movies is None or not all(movies):
+        val = rng.permutation(len(texts))[:n_val]
+    else:
+        titles, of_review, counts = np.unique(movies.astype(str), return_inverse=True, return_counts=True)
+        order = rng.permutation(len(titles))
+        chosen = order[: np.searchsorted(np.cumsum(counts[order]), n_val) + 1]
+        val = np.flatnonzero(np.isin(of_review, chosen))
+    is_val = np.zeros(len(texts), dtype=bool)
+    is_val[val] = True
+    return (texts[~is_val], labels[~is_val]), (texts[is_val], labels[is_val])
 
 
 def tfds_reviews(name, config, data_dir, wanted):
@@ -139,12 +172,13 @@ def load_reviews(config, data_dir, wanted):
     reviews = load_imdb(data_dir, splits=tuple(published))
     splits = {}
     if "train" in reviews:
-        texts, labels = sample(*reviews["train"], config["limit"], config["seed"])
+        texts, labels, movies = reviews["train"]
+        texts, labels, movies = sample(texts, labels, config["limit"], config["seed"], movies)
         splits["train"], splits["validation"] = split_validation(
-            texts, labels, fraction=config["validation_fraction"], seed=config["seed"]
+            texts, labels, config["validation_fraction"], config["seed"], movies if config["split_by_movie"] else None
         )
     if "test" in reviews:
-        splits["test"] = sample(*reviews["test"], config["limit"], config["seed"])
+        splits["test"] = sample(*reviews["test"][:2], config["limit"], config["seed"])
     return {split: splits[split] for split in wanted}
 
 
@@ -166,15 +200,39 @@ def load(config) -> Reviews:
     return Reviews(train, validation, adapt_vocabulary(train[0]))
 
 
-def dataset(texts, labels, batch_size, shuffle_seed=None):
-    ds = tf.data.Dataset.from_tensor_slices((texts.astype(str), labels.astype("float32")))
+# Batches hold reviews of similar length (in tokens), so that few padding steps are run.
+BUCKETS = [64, 96, 128, 160, 192, 256, 320, 400, 512, 640, 800, 1024]
+# Reviews longer than this come in smaller batches of at most batch_size * TOKENS_PER_REVIEW
+# tokens: the memory of a training step grows with the tokens in its batch.
+TOKENS_PER_REVIEW = 512
+
+
+def bucket_batch_sizes(lengths, batch_size):
+    """The batch size of each bucket: `batch_size`, or fewer reviews where they are long."""
+    longest = np.minimum(np.array(BUCKETS + [np.inf]) - 1, max(1, int(np.max(lengths, initial=1))))
+    return [int(np.clip(batch_size * TOKENS_PER_REVIEW // n, 1, batch_size)) for n in longest]
+
+
+def dataset(texts, labels, lengths, batch_size, shuffle_seed=None):
+    """(texts, labels) batches of reviews of similar `lengths`, shuffled with `shuffle_seed`."""
+    ds = tf.data.Dataset.from_tensor_slices((texts.astype(str), labels.astype("float32"), lengths))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    sizes = bucket_batch_sizes(lengths, batch_size)
+    ds = ds.bucket_by_sequence_length(lambda text, label, length: length, BUCKETS, sizes)
+    # Every bucket ends with one partial batch, whatever the order: the count is known, and Keras shows it.
+    per_bucket = np.bincount(np.searchsorted(BUCKETS, lengths, side="right"), minlength=len(BUCKETS) + 1)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // sizes)))))
+    return ds.map(lambda text, label, length: (text, label)).prefetch(tf.data.AUTOTUNE)
 
 
 def datasets(config, reviews: Reviews, model):
+    def lengths(texts):
+        return token_counts(texts, config["sequence_length"])
+
+    train_texts, train_labels = reviews.train
+    validation_texts, validation_labels = reviews.validation
     return (
-        dataset(*reviews.train, config["batch_size"], shuffle_seed=config["seed"]),
-        dataset(*reviews.validation, config["batch_size"]),
+        dataset(train_texts, train_labels, lengths(train_texts), config["batch_size"], shuffle_seed=config["seed"]),
+        dataset(validation_texts, validation_labels, lengths(validation_texts), config["batch_size"]),
     )

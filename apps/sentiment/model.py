@@ -1,7 +1,10 @@
 """The sentiment model: raw text -> tokens -> Embedding -> recurrent layers ->
 pooled -> probability. Cleaning and vocabulary are layers of the model."""
 
+import collections
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from seqapps.layers import GlobalMeanMaxPooling1D, make_rnn
@@ -17,21 +20,36 @@ def clean_review(text):
     return tf.strings.regex_replace(text, r"[^\pL\pN\s]", " ")
 
 
+def token_lists(texts, chunk=2000):
+    """The tokens of each text as the vectorizer splits them (bytes), `chunk` texts at a time."""
+    for start in range(0, len(texts), chunk):
+        cleaned = clean_review(tf.constant(np.asarray(texts[start : start + chunk]).astype(str)))
+        yield from tf.strings.split(cleaned).to_list()
+
+
 def adapt_vocabulary(train_texts):
-    """Every token of the training texts, most frequent first (ties in a fixed order),
-    so that any prefix is the vocabulary of that size."""
-    vectorizer = keras.layers.TextVectorization(standardize=clean_review)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.astype(str)).batch(512))
-    return vectorizer.get_vocabulary(include_special_tokens=False)
+    """Every token of the training texts, most frequent first, ties in the order of
+    TextVectorization.adapt (so any prefix is the vocabulary of that size). Counted
+    here rather than by `adapt`, which holds about 2 GB while it counts IMDB."""
+    counts = collections.Counter()
+    for tokens in token_lists(train_texts):
+        counts.update(tokens)
+    ranked = sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    return [token.decode() for token, _ in ranked]
+
+
+def token_counts(texts, sequence_length=None):
+    """How many tokens the model reads of each text (at most `sequence_length`)."""
+    counts = np.array([len(tokens) for tokens in token_lists(texts)], dtype=np.int32)
+    return counts if sequence_length is None else np.minimum(counts, sequence_length)
 
 
 def make_vectorizer(config, vocabulary):
     """The model's TextVectorization: the `vocab_size - 2` most frequent words
-    (padding and [UNK] take two ids), `sequence_length` tokens per review."""
+    (padding and [UNK] take two ids); a batch is as long as its longest text."""
     return keras.layers.TextVectorization(
         max_tokens=config["vocab_size"],
         standardize=clean_review,
-        output_sequence_length=config["sequence_length"],
         vocabulary=vocabulary[: config["vocab_size"] - 2],
         name="vectorizer",
     )
@@ -41,6 +59,10 @@ def build_model(config, reviews):
     """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
     text = keras.Input(shape=(), dtype="string", name="text")
     tokens = make_vectorizer(config, reviews.vocabulary)(text)
+    if config["sequence_length"]:
+        tokens = tokens[:, : config["sequence_length"]]
+    # One padding step more: a batch of empty texts still has a (masked) time step.
+    tokens = keras.ops.pad(tokens, [[0, 0], [0, 1]])
     x = keras.layers.Embedding(config["vocab_size"], config["embedding_dim"], mask_zero=True)(tokens)
     x = keras.layers.SpatialDropout1D(config["dropout"], seed=config["seed"])(x)
     for i in range(config["layers"]):
