@@ -294,14 +294,13 @@ def test_batches_hold_reviews_of_similar_length_and_every_review_once():
     assert [b[0][0] for b in ds.as_numpy_iterator()] != [b[0][0] for b in batches]
 
 
-def tiny_model(sequence_length=None):
+def tiny_model(**options):
     import keras
 
     vocabulary = ["good", "bad", "film", "plot"]
-    config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0}
+    config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0, **options}
     keras.utils.set_random_seed(0)
-    reviews = data.Reviews((None, None), (None, None), vocabulary)
-    return model.build_model({**config, "sequence_length": sequence_length}, reviews)
+    return model.build_model(config, data.Reviews((None, None), (None, None), vocabulary))
 
 
 def test_the_model_reads_whole_reviews_or_the_first_sequence_length_tokens():

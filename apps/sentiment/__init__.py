@@ -28,7 +28,7 @@ OPTIONS = [
     ),
     Option("text_feature", None, "the TFDS dataset's text feature (default: the only one, or its supervised input)"),
     Option("label_feature", None, "the TFDS dataset's label feature (default: the only ClassLabel)"),
-    *recurrent_options(cell="lstm", units=64, layers=1, bidirectional=True, dropout=0.25, recurrent_dropout=0.0),
+    *recurrent_options(cell="lstm", units=128, layers=1, bidirectional=True, dropout=0.5, recurrent_dropout=0.0),
     Option("vocab_size", 20000, "vocabulary size", cli.positive_int),
     Option("embedding_dim", 128, "embedding size", cli.positive_int),
     Option(

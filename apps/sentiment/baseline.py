@@ -3,11 +3,10 @@ over binary unigram and bigram features scaled by their naive-Bayes log-count ra
 (NBSVM's features, Wang & Manning 2012, with a logistic instead of a hinge loss)."""
 
 import numpy as np
-import tensorflow as tf
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from seqapps.apps.sentiment.model import clean_review
+from seqapps.apps.sentiment.model import clean_review, string_tensor
 
 # Inverse regularisation strengths tried; the one most accurate on validation is kept.
 COSTS = (0.3, 1.0, 3.0)
@@ -15,7 +14,7 @@ COSTS = (0.3, 1.0, 3.0)
 
 def cleaned(texts):
     """The texts as the model's vectorizer sees them."""
-    return [text.decode() for text in clean_review(tf.constant(np.asarray(texts).astype(str))).numpy()]
+    return [text.decode() for text in clean_review(string_tensor(texts)).numpy()]
 
 
 def log_count_ratios(features, labels, alpha=1.0):

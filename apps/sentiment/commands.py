@@ -9,7 +9,7 @@ from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_s
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
-from seqapps.apps.sentiment.model import token_counts
+from seqapps.apps.sentiment.model import string_tensor, token_counts
 from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])
@@ -52,9 +52,7 @@ def review_probabilities(model, texts, batch_size=256):
     similar length run few padding steps) and returned in the order of `texts`."""
     order = np.argsort(token_counts(texts), kind="stable")
     probabilities = np.empty(len(texts))
-    probabilities[order] = model.predict(
-        tf.constant(texts[order].astype(str)), batch_size=batch_size, verbose=1
-    ).reshape(-1)
+    probabilities[order] = model.predict(string_tensor(texts[order]), batch_size=batch_size, verbose=1).reshape(-1)
     return probabilities
 
 

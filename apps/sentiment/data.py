@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from seqapps.apps.cli import UsageError
-from seqapps.apps.sentiment.model import adapt_vocabulary, token_counts
+from seqapps.apps.sentiment.model import adapt_vocabulary, string_tensor, token_counts
 from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -215,7 +215,7 @@ def bucket_batch_sizes(lengths, batch_size):
 
 def dataset(texts, labels, lengths, batch_size, shuffle_seed=None):
     """(texts, labels) batches of reviews of similar `lengths`, shuffled with `shuffle_seed`."""
-    ds = tf.data.Dataset.from_tensor_slices((texts.astype(str), labels.astype("float32"), lengths))
+    ds = tf.data.Dataset.from_tensor_slices((string_tensor(texts), labels.astype("float32"), lengths))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
     sizes = bucket_batch_sizes(lengths, batch_size)
