@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from seqapps.apps.batching import bucket_by_length
 from seqapps.apps.cli import UsageError
 from seqapps.apps.sentiment.model import adapt_vocabulary, string_tensor, token_counts
 from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
@@ -219,10 +220,7 @@ def dataset(texts, labels, lengths, batch_size, shuffle_seed=None):
     if shuffle_seed is not None:
         ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
     sizes = bucket_batch_sizes(lengths, batch_size)
-    ds = ds.bucket_by_sequence_length(lambda text, label, length: length, BUCKETS, sizes)
-    # Every bucket ends with one partial batch, whatever the order: the count is known, and Keras shows it.
-    per_bucket = np.bincount(np.searchsorted(BUCKETS, lengths, side="right"), minlength=len(BUCKETS) + 1)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // sizes)))))
+    ds = bucket_by_length(ds, lambda text, label, length: length, lengths, BUCKETS, sizes)
     return ds.map(lambda text, label, length: (text, label)).prefetch(tf.data.AUTOTUNE)
 
 

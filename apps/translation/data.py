@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from seqapps.apps.batching import bucket_by_length
 from seqapps.apps.cli import UsageError
 from seqapps.apps.tfds_data import SPLITS, features_of, load_splits, tfds_builder, tfds_name
 from seqapps.apps.translation.text import adapt_vocabularies
@@ -175,15 +176,13 @@ def dataset(model, sources, targets, batch_size, shuffle_seed=None):
     ds = ds.map(lambda source, source_length, target, target_length: (source[:source_length], target[:target_length]))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(sources), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.bucket_by_sequence_length(
+    ds = bucket_by_length(
+        ds,
         lambda source, target: tf.maximum(tf.shape(source)[0], tf.shape(target)[0]),
+        np.maximum(source_lengths.numpy(), target_lengths.numpy()),
         BUCKETS,
         [batch_size] * (len(BUCKETS) + 1),
     )
-    # Every bucket ends with one partial batch, whatever the order: the count is known, and Keras shows it.
-    longer = np.maximum(source_lengths.numpy(), target_lengths.numpy())
-    per_bucket = np.bincount(np.searchsorted(BUCKETS, longer, side="right"), minlength=len(BUCKETS) + 1)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // batch_size)))))
     return ds.map(lambda source, target: ((source, target[:, :-1]), target[:, 1:])).prefetch(tf.data.AUTOTUNE)
 
 
