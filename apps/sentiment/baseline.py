@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from seqapps.apps.sentiment.model import clean_review, string_tensor
+from seqapps.apps.cli import string_tensor
+from seqapps.apps.sentiment.model import clean_review
 
 # Inverse regularisation strengths tried; the one most accurate on validation is kept.
 COSTS = (0.3, 1.0, 3.0)

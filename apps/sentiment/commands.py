@@ -4,12 +4,12 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.apps import runs
-from seqapps.apps.cli import as_bytes, read_inputs
+from seqapps.apps.cli import as_bytes, read_inputs, string_tensor
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
-from seqapps.apps.sentiment.model import string_tensor, token_counts
+from seqapps.apps.sentiment.model import token_counts
 from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])

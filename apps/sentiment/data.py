@@ -14,8 +14,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from seqapps.apps.batching import bucket_by_length
-from seqapps.apps.cli import UsageError
-from seqapps.apps.sentiment.model import adapt_vocabulary, string_tensor, token_counts
+from seqapps.apps.cli import UsageError, string_tensor
+from seqapps.apps.sentiment.model import adapt_vocabulary, token_counts
 from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"

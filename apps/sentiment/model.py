@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps.apps.cli import as_bytes
+from seqapps.apps.cli import string_tensor
 from seqapps.layers import GlobalMeanMaxPooling1D, make_rnn
 
 
@@ -19,13 +19,6 @@ def clean_review(text):
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
     text = tf.strings.regex_replace(text, "'", "")
     return tf.strings.regex_replace(text, r"[^\pL\pN\s]", " ")
-
-
-def string_tensor(texts):
-    """`texts` (str or bytes) as a tf.string tensor, without numpy's fixed-width copy:
-    `.astype(str)` takes 4 bytes per character of the longest text for every text,
-    1.2 GB for IMDB's training reviews."""
-    return tf.constant(as_bytes(list(texts)), dtype=tf.string)
 
 
 def token_lists(texts, chunk=2000):

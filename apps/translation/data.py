@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from seqapps.apps.batching import bucket_by_length
-from seqapps.apps.cli import UsageError
+from seqapps.apps.cli import UsageError, string_tensor
 from seqapps.apps.tfds_data import SPLITS, features_of, load_splits, tfds_builder, tfds_name
 from seqapps.apps.translation.text import adapt_vocabularies
 
@@ -168,8 +168,8 @@ BUCKETS = [6, 8, 10, 12, 15, 20, 30]
 
 def dataset(model, sources, targets, batch_size, shuffle_seed=None):
     """((source ids, target ids in), target ids out) batches of sentences of similar length."""
-    source_ids = model.source_ids(tf.constant(sources.astype(str)))
-    target_ids = model.target_ids(tf.constant(targets.astype(str)))
+    source_ids = model.source_ids(string_tensor(sources))
+    target_ids = model.target_ids(string_tensor(targets))
 
     source_lengths, target_lengths = (tf.reduce_sum(tf.cast(ids != 0, tf.int32), 1) for ids in (source_ids, target_ids))
     ds = tf.data.Dataset.from_tensor_slices((source_ids, source_lengths, target_ids, target_lengths))

@@ -5,6 +5,8 @@ import unicodedata
 
 import tensorflow as tf
 
+from seqapps.apps.cli import string_tensor
+
 START, END = "[START]", "[END]"
 
 
@@ -110,7 +112,7 @@ def build_vocabulary(normalized, size):
 
 
 def normalize_all(texts, lowercase):
-    return [s.decode("utf-8") for s in normalize_text(tf.constant(texts.astype(str)), lowercase).numpy()]
+    return [s.decode("utf-8") for s in normalize_text(string_tensor(texts), lowercase).numpy()]
 
 
 def adapt_vocabularies(config, sources, targets):
