@@ -37,13 +37,18 @@ class Option:
     action: Any = None
 
 
-def recurrent_options(*, cell, units, layers, bidirectional, dropout, recurrent_dropout) -> list[Option]:
-    """The options of the recurrent layers every app has, with the app's defaults."""
+def recurrent_options(*, cell, units, layers, dropout, recurrent_dropout, bidirectional=None) -> list[Option]:
+    """The options of the recurrent layers every app has, with the app's defaults;
+    `bidirectional=None` for an app whose layers only read forward (no such option)."""
     return [
         Option("cell", cell, "recurrent cell", choices=list(CELLS)),
         Option("units", units, "units per recurrent layer", cli.positive_int),
         Option("layers", layers, "number of stacked recurrent layers", cli.positive_int),
-        Option("bidirectional", bidirectional, "bidirectional recurrent layers", action=argparse.BooleanOptionalAction),
+        *(
+            []
+            if bidirectional is None
+            else [Option("bidirectional", bidirectional, "bidirectional layers", action=argparse.BooleanOptionalAction)]
+        ),
         Option("dropout", dropout, "dropout rate", float),
         Option("recurrent_dropout", recurrent_dropout, "recurrent dropout rate", float),
     ]

@@ -33,3 +33,10 @@ def test_positive_integers_are_checked_with_one_line(option, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert f"argument {option}: must be a positive integer, got 0" in err[-1]
+
+
+def test_forecasting_reads_forward_only_and_has_no_bidirectional_option(capsys):
+    with pytest.raises(SystemExit):
+        get_app("forecasting").main(["train", "--bidirectional"])
+    assert "unrecognized arguments: --bidirectional" in capsys.readouterr().err
+    assert "bidirectional" in get_app("sentiment").defaults
