@@ -110,7 +110,7 @@ def test_splits_are_chronological_and_windows_stay_inside(series_csv):
     assert train_starts.max() + 24 + 12 <= 840  # training targets never reach validation rows
     test_starts = windows.window_starts(series, "test", config)
     assert test_starts.min() + 24 == 960  # the first test target is the first test row
-    history, future = windows.windows(series, "test", config)
+    history, future = windows.windows(series, test_starts, config)
     np.testing.assert_array_equal(history[0], series.values[936:960])
     np.testing.assert_array_equal(future[-1], series.values[-12:])
     chunks = list(windows.window_chunks(series, "test", config, rows=3 * 100))  # 3 targets: 100 windows a chunk

@@ -11,7 +11,7 @@ from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.forecasting import baselines
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
-from seqapps.apps.forecasting.windows import window_chunks, windows
+from seqapps.apps.forecasting.windows import window_chunks, window_starts, windows
 from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
 from seqapps.apps.tables import text_table
 
@@ -43,7 +43,9 @@ def evaluate(args):
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
     lookback = config["lookback"]
-    seasonal_history, actual = windows(series, "test", config, history_length=max(lookback, config["season"]))
+    seasonal_history, actual = windows(
+        series, window_starts(series, "test", config), config, history_length=max(lookback, config["season"])
+    )
     if args.limit:
         seasonal_history, actual = seasonal_history[: args.limit], actual[: args.limit]
     history = seasonal_history[:, -lookback:]

@@ -17,12 +17,10 @@ def window_starts(series: Series, split, config):
     return starts
 
 
-def windows(series: Series, split, config, history_length=None, starts=None):
-    """All (history, future) windows of a split as arrays, in raw units (or those of
-    `starts`); each history is the `history_length` rows (default: the lookback)
-    before its future."""
+def windows(series: Series, starts, config, history_length=None):
+    """The (history, future) windows that start at `starts` as arrays, in raw units;
+    each history is the `history_length` rows (default: the lookback) before its future."""
     lookback, horizon = config["lookback"], config["horizon"]
-    starts = window_starts(series, split, config) if starts is None else starts
     length = history_length or lookback
     history = np.stack([series.values[s + lookback - length : s + lookback] for s in starts])
     future = np.stack([series.values[s + lookback : s + lookback + horizon][:, series.target_index] for s in starts])
@@ -35,7 +33,7 @@ def window_chunks(series: Series, split, config, rows=50_000):
     starts = window_starts(series, split, config)
     size = max(1, rows // len(series.target_index))
     for i in range(0, len(starts), size):
-        yield windows(series, split, config, starts=starts[i : i + size])
+        yield windows(series, starts[i : i + size], config)
 
 
 def dataset(series: Series, split, config, shuffle_seed=None):
