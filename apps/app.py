@@ -26,12 +26,11 @@ from seqapps.layers import CELLS
 @dataclass(frozen=True)
 class Option:
     """A training option: `name` in the config, `--name-with-dashes` on the command
-    line (unless `help` is None: then it is in the config only), its default, and
-    argparse's `type`, `choices` or `action`."""
+    line, its default, its help, and argparse's `type`, `choices` or `action`."""
 
     name: str
     default: Any
-    help: str | None
+    help: str
     type: Callable[[str], Any] | None = None
     choices: Sequence[Any] | None = None
     action: Any = None

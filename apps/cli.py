@@ -42,6 +42,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a share strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def absolute_path(text: str) -> str:
     """An argparse type: a path made absolute, so a run's config.json works from any directory."""
     return str(Path(text).expanduser().resolve())
@@ -77,8 +88,7 @@ def build_parser(app) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model into a run directory")
     add_data_arguments(train)
     for option in app.options:
-        if option.help is not None:
-            add_option(train, option)
+        add_option(train, option)
     train.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     train.add_argument("--seed", type=int, default=1337, help="fixes splits, initialisation and shuffling")

@@ -11,8 +11,7 @@ def test_every_option_of_the_table_is_on_the_command_line(name):
     app = get_app(name)
     args = cli.build_parser(app).parse_args(["train"])
     for option in app.options:
-        if option.help is not None:
-            assert getattr(args, option.name) is None  # left out: the run takes the default
+        assert getattr(args, option.name) is None  # left out: the run takes the default
     assert {"cell", "units", "epochs", "batch_size"} <= {option.name for option in app.options}
 
 
@@ -40,3 +39,11 @@ def test_forecasting_reads_forward_only_and_has_no_bidirectional_option(capsys):
         get_app("forecasting").main(["train", "--bidirectional"])
     assert "unrecognized arguments: --bidirectional" in capsys.readouterr().err
     assert "bidirectional" in get_app("sentiment").defaults
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "half"])
+def test_fractions_are_checked_with_one_line(value, capsys):
+    with pytest.raises(SystemExit):
+        get_app("translation").main(["train", "--validation-fraction", value])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --validation-fraction:" in err and ("between 0 and 1" in err or "expected a fraction" in err)

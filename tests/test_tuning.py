@@ -191,12 +191,24 @@ def test_translation_search_tunes_cell_and_attention(tmp_path, toy_pairs, write_
 
 @pytest.mark.slow
 def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):
-    summary = search(imdb_dir, tmp_path, "--max-trials", "1", "--export", "--export-dir", str(tmp_path / "exports"))
+    exports = tmp_path / "exports"
+    summary = search(
+        imdb_dir,
+        tmp_path,
+        "--max-trials",
+        "1",
+        "--set",
+        "validation_fraction=0.2",
+        "--export",
+        "--export-dir",
+        str(exports),
+    )
     assert Path(summary["export"]) == tmp_path / "exports" / "1"
     config = json.loads((tmp_path / "sentiment" / "best_run" / "config.json").read_text())
     for name, value in summary["hyperparameters"].items():
         assert config[name] == value
     assert config["limit"] is None  # the full training split
+    assert config["validation_fraction"] == 0.2  # an app option set for the search holds for the retraining too
 
 
 @pytest.mark.parametrize(

@@ -37,14 +37,16 @@ OPTIONS = [
         "tokens read of each review, from its start (default: all; batches hold reviews of similar length)",
         cli.positive_int,
     ),
-    Option("validation_fraction", 0.1, None),
+    Option("validation_fraction", 0.1, "share of the training reviews held out for validation", cli.fraction),
     Option(
         "split_by_movie",
         True,
         "IMDB: validation reviews are about other movies than the training reviews, as its test reviews are",
         action=argparse.BooleanOptionalAction,
     ),
-    Option("test_fraction", 0.1, None),
+    Option(
+        "test_fraction", 0.1, "a TFDS dataset without a test split: share of train held out for testing", cli.fraction
+    ),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),
 ]
 

@@ -44,8 +44,8 @@ OPTIONS = [
     Option("max_length", 50, "words kept per sentence; longer ones are truncated", cli.positive_int),
     Option("beam_size", 4, "beam size that evaluate, predict and export use by default", cli.positive_int),
     Option("length_penalty", 0.6, "beam search length normalisation exponent", float),
-    Option("validation_fraction", 0.1, None),
-    Option("test_fraction", 0.1, None),
+    Option("validation_fraction", 0.1, "share of the sentences held out for validation", cli.fraction),
+    Option("test_fraction", 0.1, "share of the sentences held out for testing (Anki has no test split)", cli.fraction),
     *training_options(epochs=8, batch_size=64, learning_rate=1e-3, patience=2),
 ]
 
