@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from report import RESULTS_DIR, machine, run_measured
+from report import RESULTS_DIR, machine, run_measured, seed_spread
 
 from seqapps.apps.tables import markdown_table
 
@@ -119,8 +119,13 @@ def write(name, rows):
         f"# {name}\n\nETTh1, multivariate 7 -> 7, test MSE/MAE on the standardised scale over all test windows; "
         "the app's defaults for each horizon, with the options shown. Each row's full config is in the JSON.\n\n"
         f"{markdown_table(rows, COLUMNS)}\n\n"
-        f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"
     )
+    spread = seed_spread(rows, ["cell", "lookback", "horizon", "options"], "mse")
+    if spread:
+        spread_columns = COLUMNS[:3] + [COLUMNS[4], ("seeds", "seeds", "{}")]
+        spread_columns += [(k, f"test MSE {k}", "{:.4f}") for k in ("mean", "std", "min", "max")]
+        text += f"## Spread over seeds\n\n{markdown_table(spread, spread_columns)}\n\n"
+    text += f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"
     (RESULTS_DIR / f"{name}.md").write_text(text)
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -65,3 +66,24 @@ def save(name, rows, columns, settings, out_dir=RESULTS_DIR):
     (out_dir / f"{name}.md").write_text(f"# {name}\n\n{settings_line}\n\n{table}\n")
     print(table)
     print(f"\nSaved {out_dir / (name + '.json')} and {out_dir / (name + '.md')}")
+
+
+def seed_spread(rows, keys, metric):
+    """Mean, sample standard deviation and range of `metric` over the seeds of each
+    group of `rows` that agree on `keys`, for the groups measured with two or more seeds."""
+    groups = {}
+    for row in rows:
+        if row.get(metric) is not None:
+            groups.setdefault(tuple(row[key] for key in keys), []).append(row[metric])
+    return [
+        {
+            **dict(zip(keys, key, strict=True)),
+            "seeds": len(values),
+            "mean": statistics.mean(values),
+            "std": statistics.stdev(values),
+            "min": min(values),
+            "max": max(values),
+        }
+        for key, values in groups.items()
+        if len(values) > 1
+    ]
