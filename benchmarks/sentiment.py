@@ -91,7 +91,8 @@ def write(name, rows):
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps({"machine": machine(), "results": rows}, indent=2) + "\n")
     tested = [row for row in rows if "accuracy" in row]
     text = (
-        f"# {name}\n\nIMDB, trained on the 25,000 training reviews (a seeded tenth held out for validation), "
+        f"# {name}\n\nIMDB, trained on the 25,000 training reviews (the reviews of a seeded set "
+        "of movies, a tenth of them, held out for validation), "
         "tested on all 25,000 test reviews; the app's defaults with the options shown. "
         "Each row's full config is in the JSON.\n\n"
         f"{markdown_table(rows, COLUMNS)}\n"
