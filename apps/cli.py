@@ -20,37 +20,31 @@ class UsageError(Exception):
     """A problem with what the user gave (a file, a directory, an option), with its fix."""
 
 
+def checked_number(text: str, convert, kind: str, in_range, requirement: str):
+    """`text` read by `convert` (int or float) and kept if `in_range`; otherwise
+    argparse's one-line error: "expected <kind>" or "must be <requirement>"."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not in_range(value):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    return checked_number(text, int, "a positive integer", lambda value: value > 0, "a positive integer")
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return value
+    return checked_number(text, float, "a positive number", lambda value: value > 0, "a positive number")
 
 
 def fraction(text: str) -> float:
     """An argparse type: a share strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+    return checked_number(text, float, "a fraction", lambda value: 0 < value < 1, "between 0 and 1")
 
 
 def absolute_path(text: str) -> str:
