@@ -120,9 +120,10 @@ def write(name, rows):
         "the app's defaults for each horizon, with the options shown. Each row's full config is in the JSON.\n\n"
         f"{markdown_table(rows, COLUMNS)}\n\n"
     )
-    spread = seed_spread(rows, ["cell", "lookback", "horizon", "options"], "mse")
+    keys = ["cell", "lookback", "horizon", "options"]  # a row's recipe, all but its seed
+    spread = seed_spread(rows, keys, "mse")
     if spread:
-        spread_columns = COLUMNS[:3] + [COLUMNS[4], ("seeds", "seeds", "{}")]
+        spread_columns = [column for column in COLUMNS if column[0] in keys] + [("seeds", "seeds", "{}")]
         spread_columns += [(k, f"test MSE {k}", "{:.4f}") for k in ("mean", "std", "min", "max")]
         text += f"## Spread over seeds\n\n{markdown_table(spread, spread_columns)}\n\n"
     text += f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"

@@ -203,7 +203,7 @@ def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):
         "--export-dir",
         str(exports),
     )
-    assert Path(summary["export"]) == tmp_path / "exports" / "1"
+    assert Path(summary["export"]) == exports / "1"
     config = json.loads((tmp_path / "sentiment" / "best_run" / "config.json").read_text())
     for name, value in summary["hyperparameters"].items():
         assert config[name] == value
