@@ -79,14 +79,15 @@ def run(cell, lookback, horizon, seed, options, data):
     subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data], check=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
+    best = history["val_loss"].index(min(history["val_loss"]))  # the epoch whose weights were kept
     row = {
         "cell": cell,
         "lookback": lookback,
         "horizon": horizon,
         "seed": seed,
         "options": " ".join(options),
-        # The best epoch's validation loss (the standardised MSE): recipes are chosen on it.
-        "val_mse": min(history["val_loss"]),
+        # The best epoch's validation MSE (standardised): recipes are chosen on it.
+        "val_mse": history["val_standardized_mse"][best],
         "mse": metrics["model"]["mse"],
         "mae": metrics["model"]["mae"],
         "segrnn_mse": segrnn_mse(lookback, horizon),

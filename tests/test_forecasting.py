@@ -283,6 +283,49 @@ def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
     np.testing.assert_allclose(restored(history).numpy(), layer(history).numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("normalization", ["last", "revin"])
+def test_each_window_is_normalised_on_its_own(normalization):
+    layer = SegmentRecurrentForecaster(
+        lookback=24,
+        horizon=12,
+        segment=6,
+        target_index=[0, 1],
+        cell="gru",
+        units=8,
+        layers=1,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        decoder="parallel",
+        normalization=normalization,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    history = rng.normal(size=(4, 24, 2)).astype("float32")
+    forecast = layer(history).numpy()
+    level = rng.normal(size=(4, 1, 2)).astype("float32") * 10
+    # Both follow each window's level; only RevIN follows its scale as well.
+    np.testing.assert_allclose(layer(history + level).numpy(), forecast + level, atol=1e-4)
+    scaled = layer(history * 3).numpy()
+    if normalization == "revin":
+        np.testing.assert_allclose(scaled, forecast * 3, atol=1e-4)
+    else:
+        assert np.abs(scaled - forecast * 3).max() > 1e-2
+    assert SegmentRecurrentForecaster.from_config(layer.get_config()).normalization == normalization
+
+
+def test_the_mae_loss_is_standardised_and_the_mse_still_measured(series_csv):
+    config = {**config_for(series_csv), "units": 4, "loss": "mae"}
+    series = data.load_series(config, None)
+    model = build_model(config, series)
+    history = series.values[None, :24].astype("float32")
+    target = series.values[None, 24:36].astype("float32")
+    forecast = model.predict(history, verbose=0)
+    scaled = (target - forecast) / series.std
+    results = model.evaluate(history, target, verbose=0, return_dict=True)
+    np.testing.assert_allclose(results["loss"], np.abs(scaled).mean(), rtol=1e-4)
+    np.testing.assert_allclose(results["standardized_mse"], np.square(scaled).mean(), rtol=1e-4)
+
+
 def test_missing_values_are_refused_or_filled(tmp_path, capsys, write_series):
     def blank(lines):
         lines[100][2] = ""

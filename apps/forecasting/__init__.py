@@ -54,12 +54,21 @@ OPTIONS = [
         cli.positive_int,
     ),
     Option("decoder", "parallel", "how the forecast is made", choices=["parallel", "direct", "autoregressive"]),
+    Option(
+        "normalization",
+        "last",
+        "how each window is normalised: subtract its last value (SegRNN), or its mean and divide by its std (RevIN)",
+        choices=["last", "revin"],
+    ),
     # SegRNN's recipe for ETT (Lin et al. 2023), chosen over the earlier defaults on validation loss:
     # benchmarks/results/forecasting-recipe.md.
     *recurrent_options(cell="gru", units=512, layers=1, dropout=0.5, recurrent_dropout=0.0),
     *training_options(epochs=30, batch_size=256, learning_rate=1e-3, patience=5),
     Option(
         "lr_decay", 0.9, "after the fourth epoch, multiply the learning rate by this every epoch", cli.positive_float
+    ),
+    Option(
+        "loss", "mse", "training loss on the standardised scale (early stopping watches it too)", choices=["mse", "mae"]
     ),
 ]
 
