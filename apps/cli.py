@@ -37,6 +37,11 @@ def positive_int(text: str) -> int:
     return checked_number(text, int, "a positive integer", lambda value: value > 0, "a positive integer")
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer, zero or above."""
+    return checked_number(text, int, "an integer", lambda value: value >= 0, "zero or more")
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a number above zero."""
     return checked_number(text, float, "a positive number", lambda value: value > 0, "a positive number")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqapps.apps import sentiment
+from seqapps.apps import runs, sentiment
 from seqapps.apps.export import run_savedmodel_in_subprocess
 from seqapps.apps.sentiment import commands, data, model
 
@@ -323,3 +323,50 @@ def test_padding_to_the_batch_longest_review_changes_no_probability():
     np.testing.assert_allclose(together, alone, atol=1e-6)  # an empty batch too
     # Evaluation sorts by length and puts the probabilities back in order.
     np.testing.assert_allclose(commands.review_probabilities(m, np.array(texts, dtype=object)), alone, atol=1e-6)
+
+
+def test_the_ngram_path_adds_the_baselines_features_to_the_recurrent_logit(make_imdb, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from seqapps.apps.sentiment import baseline
+
+    texts, labels, _ = data.load_imdb(make_imdb(tmp_path / "imdb"))["train"]
+    ngrams, ratios = baseline.ngram_ratios(texts, labels, 50)
+    assert len(ngrams) == len(ratios) == 50
+    config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0, "ngram_features": 50}
+    reviews = data.Reviews((None, None), (None, None), ["good", "bad"], ngrams, ratios)
+    m = model.build_model(config, reviews)
+    bigram = next(g for g in ngrams if " " in g)
+    text = tf.constant([bigram, "zzz"])
+
+    def logits():
+        p = m.predict(text, verbose=0).reshape(-1)
+        return np.log(p / (1 - p))
+
+    before = logits()
+    m.get_layer("ngram_logit").kernel.assign(np.ones((51, 1)))
+    # Each n-gram of the text present in the vocabulary adds its log-count ratio,
+    # bigrams written alike by the baseline's vectorizer and the model's.
+    present = [g for g in [*bigram.split(), bigram] if g in ngrams]
+    expected = sum(ratios[ngrams.index(g)] for g in present)
+    np.testing.assert_allclose(logits() - before, [expected, 0.0], atol=1e-4)
+    m.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored.predict(text, verbose=0), m.predict(text, verbose=0), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_with_the_ngram_path_trains_and_exports(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_TRAINING, "--ngram-features", "200"]
+    sentiment.main(args)
+    assert json.loads((run_dir / "config.json").read_text())["ngram_features"] == 200
+    layers = {layer.name for layer in runs.load_model(run_dir).layers}
+    assert layers >= {"ngram_vectorizer", "naive_bayes_ratios", "ngram_logit"}
+    # The export is checked against the Keras model in a TensorFlow-only process.
+    export = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
+    probabilities, _ = commands.predict_texts(export, ["a superb moving film", ""])
+    np.testing.assert_allclose(
+        probabilities, commands.predict_texts(run_dir, ["a superb moving film", ""])[0], atol=1e-5
+    )

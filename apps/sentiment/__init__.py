@@ -37,6 +37,13 @@ OPTIONS = [
         "tokens read of each review, from its start (default: all; batches hold reviews of similar length)",
         cli.positive_int,
     ),
+    Option(
+        "ngram_features",
+        0,
+        "unigrams and bigrams of a linear path beside the recurrent one (NBSVM's features: the baseline's, "
+        "in the model), the most frequent of the training reviews; 0: none",
+        cli.non_negative_int,
+    ),
     Option("validation_fraction", 0.1, "share of the training reviews held out for validation", cli.fraction),
     Option(
         "split_by_movie",

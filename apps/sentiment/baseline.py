@@ -27,10 +27,25 @@ def log_count_ratios(features, labels, alpha=1.0):
     return np.log((p / p.sum()) / (q / q.sum()))
 
 
+def ngram_vectorizer(max_features=None):
+    """Binary unigram and bigram features of cleaned texts, written as TextVectorization
+    writes its n-grams ("not good")."""
+    return CountVectorizer(
+        lowercase=False, token_pattern=r"\S+", ngram_range=(1, 2), binary=True, max_features=max_features
+    )
+
+
+def ngram_ratios(texts, labels, size):
+    """(n-grams, log-count ratios) of the `size` unigrams and bigrams found in most of `texts`."""
+    vectorizer = ngram_vectorizer(size)
+    features = vectorizer.fit_transform(cleaned(texts))
+    return vectorizer.get_feature_names_out().tolist(), log_count_ratios(features, labels)
+
+
 def fit_baseline(train, validation):
     """(probability function, chosen cost) of the NB-weighted logistic regression
     fitted on `train` (texts, labels), its cost chosen on `validation`."""
-    vectorizer = CountVectorizer(lowercase=False, token_pattern=r"\S+", ngram_range=(1, 2), binary=True)
+    vectorizer = ngram_vectorizer()
     features = vectorizer.fit_transform(cleaned(train[0]))
     ratios = log_count_ratios(features, train[1])
 

@@ -1,5 +1,6 @@
 """The sentiment model: raw text -> tokens -> Embedding -> recurrent layers ->
-pooled -> probability. Cleaning and vocabulary are layers of the model."""
+pooled -> probability, with an optional linear path over n-grams beside it.
+Cleaning and vocabulary are layers of the model."""
 
 import collections
 
@@ -56,6 +57,35 @@ def make_vectorizer(config, vocabulary):
     )
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class FeatureScaling(keras.layers.Layer):
+    """Multiplies each feature by a fixed factor: a weight, not trained, that is
+    saved with the model's weights rather than in its config."""
+
+    def build(self, input_shape):
+        self.factors = self.add_weight(shape=(input_shape[-1],), initializer="ones", trainable=False, name="factors")
+
+    def call(self, inputs):
+        return inputs * self.factors
+
+
+def ngram_logit(config, reviews, text):
+    """A linear model over NBSVM's features (Wang & Manning 2012): binary unigrams and
+    bigrams scaled by their naive-Bayes log-count ratios, which also scale how fast
+    Adam moves each feature's weight, so telling n-grams learn first."""
+    ngrams = keras.layers.TextVectorization(
+        standardize=clean_review,
+        ngrams=2,
+        output_mode="multi_hot",
+        vocabulary=list(reviews.ngrams),
+        name="ngram_vectorizer",
+    )(text)
+    scaling = FeatureScaling(name="naive_bayes_ratios")
+    x = scaling(ngrams)
+    scaling.factors.assign(np.concatenate([[0.0], reviews.ngram_ratios]))  # [UNK] first
+    return keras.layers.Dense(1, kernel_initializer="zeros", name="ngram_logit")(x)
+
+
 def build_model(config, reviews):
     """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
     text = keras.Input(shape=(), dtype="string", name="text")
@@ -78,7 +108,12 @@ def build_model(config, reviews):
         )(x)
     x = GlobalMeanMaxPooling1D()(x)
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
-    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    if config["ngram_features"]:
+        logit = keras.layers.Dense(1, name="recurrent_logit")(x)
+        logit = keras.layers.Add()([logit, ngram_logit(config, reviews, text)])
+        probability = keras.layers.Activation("sigmoid", name="probability")(logit)
+    else:
+        probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"]),
