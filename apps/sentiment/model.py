@@ -69,7 +69,7 @@ class FeatureScaling(keras.layers.Layer):
         return inputs * self.factors
 
 
-def ngram_logit(config, reviews, text):
+def ngram_logit(reviews, text):
     """A linear model over NBSVM's features (Wang & Manning 2012): binary unigrams and
     bigrams scaled by their naive-Bayes log-count ratios, which also scale how fast
     Adam moves each feature's weight, so telling n-grams learn first."""
@@ -110,7 +110,7 @@ def build_model(config, reviews):
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
     if config["ngram_features"]:
         logit = keras.layers.Dense(1, name="recurrent_logit")(x)
-        logit = keras.layers.Add()([logit, ngram_logit(config, reviews, text)])
+        logit = keras.layers.Add()([logit, ngram_logit(reviews, text)])
         probability = keras.layers.Activation("sigmoid", name="probability")(logit)
     else:
         probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
