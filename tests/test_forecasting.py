@@ -229,20 +229,15 @@ def test_metrics_table_keeps_large_numbers_apart():
     assert len({len(line) for line in lines}) == 1  # aligned
 
 
+def small_forecaster(**options):
+    """A SegmentRecurrentForecaster small enough to check by hand."""
+    defaults = {"lookback": 24, "horizon": 12, "segment": 6, "target_index": [0, 1], "cell": "gru", "units": 8}
+    fixed = {"layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "decoder": "parallel", "seed": 0}
+    return SegmentRecurrentForecaster(**{**defaults, **fixed, **options})
+
+
 def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
-    layer = SegmentRecurrentForecaster(
-        lookback=24,
-        horizon=36,
-        segment=6,
-        target_index=[0, 2],
-        cell="peephole",
-        units=8,
-        layers=1,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        decoder="parallel",
-        seed=0,
-    )
+    layer = small_forecaster(horizon=36, target_index=[0, 2], cell="peephole")
     history = np.random.default_rng(0).normal(size=(5, 24, 3)).astype("float32")
     forecast = layer(history).numpy()
     assert forecast.shape == (5, 36, 2)
@@ -285,20 +280,7 @@ def test_the_parallel_decoder_is_one_step_of_the_encoder_per_segment():
 
 @pytest.mark.parametrize("normalization", ["last", "revin"])
 def test_each_window_is_normalised_on_its_own(normalization):
-    layer = SegmentRecurrentForecaster(
-        lookback=24,
-        horizon=12,
-        segment=6,
-        target_index=[0, 1],
-        cell="gru",
-        units=8,
-        layers=1,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        decoder="parallel",
-        normalization=normalization,
-        seed=0,
-    )
+    layer = small_forecaster(normalization=normalization)
     rng = np.random.default_rng(0)
     history = rng.normal(size=(4, 24, 2)).astype("float32")
     forecast = layer(history).numpy()
