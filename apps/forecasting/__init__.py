@@ -58,7 +58,7 @@ OPTIONS = [
         "normalization",
         "last",
         "how each window is normalised: subtract its last value (SegRNN), or its mean and divide by its std (RevIN)",
-        choices=["last", "revin"],
+        choices=list(model.NORMALIZATIONS),
     ),
     # SegRNN's recipe for ETT (Lin et al. 2023), chosen over the earlier defaults on validation loss:
     # benchmarks/results/forecasting-recipe.md.
@@ -73,7 +73,7 @@ OPTIONS = [
         # benchmarks/results/forecasting-recipe.md.
         "mae",
         "training loss on the standardised scale (early stopping watches it too)",
-        choices=["mse", "mae"],
+        choices=list(model.LOSSES),
     ),
 ]
 

@@ -9,6 +9,8 @@ from keras import ops
 from seqapps.apps.forecasting.windows import window_starts
 from seqapps.layers import make_rnn
 
+NORMALIZATIONS = ("last", "revin")
+
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class SegmentRecurrentForecaster(keras.layers.Layer):
@@ -18,8 +20,8 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     Each window is normalised on its own (and the forecast mapped back): with
     `normalization="last"` re-centred on its last value, as SegRNN does; with
     `"revin"` standardised by its own mean and standard deviation, as RevIN does
-    without its affine weights. It is then cut into segments of `segment` steps, embedded, and read by recurrent layers
-    from `make_rnn`. Three decoders turn the final state into `horizon` steps:
+    without its affine weights. It is then cut into segments of `segment` steps,
+    embedded, and read by recurrent layers from `make_rnn`. Three decoders turn the final state into `horizon` steps:
 
     - `"parallel"`: SegRNN's parallel multi-step forecasting. Every output segment
       m of variable c is one step of the last encoder layer, started from the final
@@ -55,8 +57,8 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         self.cell, self.units, self.layers = cell, units, layers
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         self.decoder, self.normalization, self.seed = decoder, normalization, seed
-        if normalization not in ("last", "revin"):
-            raise ValueError(f"Unknown normalization {normalization!r}; valid: last, revin.")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"Unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}.")
         self.embed = keras.layers.Dense(units, activation="relu", name="segment_embedding")
         self.encoder = [
             make_rnn(
