@@ -98,6 +98,10 @@ class App:
         search_space: `search_space(hp, config) -> dict` of the tuned hyperparameters.
         evaluate, predict, export: The other commands, each given the parsed arguments.
         command_arguments: The commands' own arguments: command -> [(flags, argparse kwargs)].
+        after_fit: `after_fit(config, data, model) -> dict`: what the app learns on the
+            validation split once the best model is known, before it is saved as
+            model.keras (sentiment: how to weigh its n-gram path); the dict, what it
+            measured, is saved in state.json under "after_fit".
         run_files: `run_files(data) -> {file name: JSON-able data}` written into the
             run directory before training, for the other commands.
         complete_config: `complete_config(config) -> config` with the options left
@@ -118,6 +122,7 @@ class App:
     predict: Callable[[argparse.Namespace], Any]
     export: Callable[[argparse.Namespace], Any]
     command_arguments: dict[str, list[tuple[tuple[str, ...], dict]]] = field(default_factory=dict)
+    after_fit: Callable[[dict, Any, keras.Model], dict] | None = None
     run_files: Callable[[Any], dict] = lambda data: {}
     complete_config: Callable[[dict], dict] = lambda config: config
 
@@ -156,6 +161,7 @@ class App:
                 monitor=self.monitor,
                 mode=self.mode,
                 verbose=args.verbose if chief else 0,
+                after_fit=self.after_fit and (lambda model: self.after_fit(config, data, model)),
             )
         if chief:
             print(f"Model saved to {run_dir / 'model.keras'}")

@@ -136,13 +136,15 @@ def fit(
     monitor: str,
     mode: str,
     verbose: int = 1,
+    after_fit: Callable[[keras.Model], dict] | None = None,
 ) -> keras.Model:
     """Fit `model` (or, if the run was interrupted, its last checkpoint) for
     `config["epochs"]`, stopping after `config["patience"]` epochs without improvement
     of `monitor`, and finish the run.
 
-    Returns the best model, also saved as model.keras. The early-stopping patience
-    counts afresh after a resume.
+    Returns the best model, also saved as model.keras, after `after_fit(best)` if
+    given (its result is saved in state.json). The early-stopping patience counts
+    afresh after a resume.
     """
     epochs, patience = config["epochs"], config["patience"]
     run_dir = Path(run_dir)
@@ -171,8 +173,10 @@ def fit(
         verbose=verbose,
     )
     state["train_seconds"] = state.get("train_seconds", 0.0) + time.time() - started
-    save_json(state_path, state)
     best = load_model(run_dir / "best.keras")
+    if after_fit:
+        state["after_fit"] = after_fit(best)
+    save_json(state_path, state)
     save_model(best, run_dir / "model.keras")
     save_json(run_dir / "history.json", state["history"])
     plot_history(state["history"], run_dir / "learning_curves.png")

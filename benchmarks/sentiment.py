@@ -3,7 +3,8 @@ pretrained embeddings, no unlabeled data, next to the published anchors.
 
 For every cell and seed given, runs `seqapps sentiment train` (the app's defaults,
 unless options follow `--`) and `evaluate` on all 25,000 test reviews. Reports the
-best validation accuracy (recipes are chosen on it), test accuracy, F1, ROC-AUC,
+best validation accuracy (recipes are chosen on it; with --ngram-features, the
+blended model's, beside each path's), test accuracy, F1, ROC-AUC,
 epochs, wall-clock training time, the training process's peak memory, and the
 bag-of-n-grams baseline that `evaluate` fits on the same training split. With
 `--validation-only` it trains and stops there: no test figure is computed. Each
@@ -39,6 +40,8 @@ COLUMNS = [
     ("seed", "seed", "{}"),
     ("options", "options", "{}"),
     ("val_accuracy", "val accuracy", "{:.4f}"),
+    ("recurrent_val_accuracy", "recurrent path's val accuracy", "{:.4f}"),
+    ("ngram_val_accuracy", "n-gram path's val accuracy", "{:.4f}"),
     ("accuracy", "test accuracy", "{:.4f}"),
     ("f1", "F1", "{:.4f}"),
     ("roc_auc", "ROC-AUC", "{:.4f}"),
@@ -65,11 +68,14 @@ def run(cell, seed, options, data, validation_only):
     seconds, peak = run_measured([*train, *options])
     history = json.loads((run_dir / "history.json").read_text())
     best = max(range(len(history["val_accuracy"])), key=history["val_accuracy"].__getitem__)
+    blend = json.loads((run_dir / "state.json").read_text()).get("after_fit", {})  # with --ngram-features
     row = {
         "cell": cell,
         "seed": seed,
         "options": " ".join(options),
-        "val_accuracy": history["val_accuracy"][best],
+        "val_accuracy": blend.get("val_accuracy", history["val_accuracy"][best]),
+        "recurrent_val_accuracy": blend.get("recurrent_val_accuracy"),
+        "ngram_val_accuracy": blend.get("ngram_val_accuracy"),
         "epochs": len(history["loss"]),
         "best_epoch": best + 1,
         "train_minutes": seconds / 60,

@@ -118,9 +118,9 @@ def test_the_bag_of_ngrams_baseline_learns(make_imdb, tmp_path):
     vocabulary = features.vocabulary_
     assert ratios[vocabulary["superb"]] > 0 > ratios[vocabulary["dull"]]
     assert abs(ratios[vocabulary["film"]]) < ratios[vocabulary["superb"]]
-    probabilities, cost = baseline.fit_baseline((texts[::2], labels[::2]), (texts[1::2], labels[1::2]))
-    accuracy = np.mean((probabilities(reviews["test"][0]) >= 0.5) == reviews["test"][1])
-    assert accuracy >= 0.9 and cost in baseline.COSTS
+    classifier = baseline.fit_baseline((texts[::2], labels[::2]), (texts[1::2], labels[1::2]))
+    accuracy = np.mean((classifier.probabilities(reviews["test"][0]) >= 0.5) == reviews["test"][1])
+    assert accuracy >= 0.9 and classifier.C in baseline.COSTS
     # The baseline reads the text as the model does.
     assert baseline.cleaned(["Not GREAT.<br />Awful!"]) == ["not great  awful "]
 
@@ -322,38 +322,39 @@ def test_padding_to_the_batch_longest_review_changes_no_probability():
     alone = [m(tf.constant([text])).numpy().item() for text in texts]
     np.testing.assert_allclose(together, alone, atol=1e-6)  # an empty batch too
     # Evaluation sorts by length and puts the probabilities back in order.
-    np.testing.assert_allclose(commands.review_probabilities(m, np.array(texts, dtype=object)), alone, atol=1e-6)
+    np.testing.assert_allclose(model.predict_by_length(m, np.array(texts, dtype=object)).reshape(-1), alone, atol=1e-6)
 
 
-def test_the_ngram_path_adds_the_baselines_features_to_the_recurrent_logit(make_imdb, tmp_path):
+def test_the_ngram_path_is_the_baselines_model_weighed_after_training(make_imdb, tmp_path):
     import keras
-    import tensorflow as tf
 
     from seqapps.apps.sentiment import baseline
 
     texts, labels, _ = data.load_imdb(make_imdb(tmp_path / "imdb"))["train"]
-    ngrams, ratios = baseline.ngram_ratios(texts, labels, 50)
-    assert len(ngrams) == len(ratios) == 50
+    train, validation = (texts[::2], labels[::2]), (texts[1::2], labels[1::2])
+    classifier = baseline.fit_baseline(train, validation, max_features=50)
+    assert len(classifier.ngrams) == len(classifier.weights) == 50 and any(" " in g for g in classifier.ngrams)
     config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0, "ngram_features": 50}
-    reviews = data.Reviews((None, None), (None, None), ["good", "bad"], ngrams, ratios)
-    m = model.build_model(config, reviews)
-    bigram = next(g for g in ngrams if " " in g)
-    text = tf.constant([bigram, "zzz"])
+    m = model.build_model(config, data.Reviews(train, validation, ["good", "bad"], classifier))
+    logits = keras.Model(m.input, m.get_layer("probability").input).predict(texts, verbose=0)
 
-    def logits():
-        p = m.predict(text, verbose=0).reshape(-1)
-        return np.log(p / (1 - p))
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
 
-    before = logits()
-    m.get_layer("ngram_logit").kernel.assign(np.ones((51, 1)))
-    # Each n-gram of the text present in the vocabulary adds its log-count ratio,
-    # bigrams written alike by the baseline's vectorizer and the model's.
-    present = [g for g in [*bigram.split(), bigram] if g in ngrams]
-    expected = sum(ratios[ngrams.index(g)] for g in present)
-    np.testing.assert_allclose(logits() - before, [expected, 0.0], atol=1e-4)
+    # The n-gram path is the baseline's model: bigrams are written alike by its vectorizer and the model's.
+    np.testing.assert_allclose(sigmoid(logits[:, 1]), classifier.probabilities(texts), atol=1e-5)
+    # Until the paths are weighed, the model is its recurrent path.
+    np.testing.assert_allclose(m.predict(texts, verbose=0).reshape(-1), sigmoid(logits[:, 0]), atol=1e-6)
+    blend = model.blend_paths(m, validation)
+    # The untrained recurrent path knows nothing: the blend leans on the n-gram path.
+    assert blend["ngram_weight"] > abs(blend["recurrent_weight"])
+    assert blend["val_accuracy"] >= 0.9 > blend["recurrent_val_accuracy"]
+    weights = np.array([blend["recurrent_weight"], blend["ngram_weight"]])
+    blended = sigmoid(logits @ weights + blend["bias"])
+    np.testing.assert_allclose(m.predict(texts, verbose=0).reshape(-1), blended, atol=1e-5)
     m.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(restored.predict(text, verbose=0), m.predict(text, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(restored.predict(texts, verbose=0).reshape(-1), blended, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -363,7 +364,9 @@ def test_a_run_with_the_ngram_path_trains_and_exports(data_dir, tmp_path):
     sentiment.main(args)
     assert json.loads((run_dir / "config.json").read_text())["ngram_features"] == 200
     layers = {layer.name for layer in runs.load_model(run_dir).layers}
-    assert layers >= {"ngram_vectorizer", "naive_bayes_ratios", "ngram_logit"}
+    assert layers >= {"recurrent_logit", "ngram_vectorizer", "ngram_logit"}
+    blend = json.loads((run_dir / "state.json").read_text())["after_fit"]
+    assert blend["val_accuracy"] >= blend["recurrent_val_accuracy"]
     # The export is checked against the Keras model in a TensorFlow-only process.
     export = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
     probabilities, _ = commands.predict_texts(export, ["a superb moving film", ""])

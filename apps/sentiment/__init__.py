@@ -40,8 +40,9 @@ OPTIONS = [
     Option(
         "ngram_features",
         0,
-        "unigrams and bigrams of a linear path beside the recurrent one (NBSVM's features: the baseline's, "
-        "in the model), the most frequent of the training reviews; 0: none",
+        "unigrams and bigrams of a linear path beside the recurrent one: the baseline's model (NB-weighted "
+        "logistic regression) over the most frequent of the training reviews, weighed against the recurrent "
+        "path on the validation reviews after training; 0: none",
         cli.non_negative_int,
     ),
     Option("validation_fraction", 0.1, "share of the training reviews held out for validation", cli.fraction),
@@ -67,6 +68,19 @@ def search_space(hp, config):
     }
 
 
+def after_fit(config, reviews, best):
+    """With --ngram-features: the two paths weighed on the validation reviews."""
+    if not config["ngram_features"]:
+        return {}
+    blend = model.blend_paths(best, reviews.validation)
+    print(
+        f"Weighed the paths on validation: recurrent {blend['recurrent_weight']:.3f}, n-gram "
+        f"{blend['ngram_weight']:.3f}; validation accuracy {blend['recurrent_val_accuracy']:.4f} (recurrent), "
+        f"{blend['ngram_val_accuracy']:.4f} (n-gram), {blend['val_accuracy']:.4f} (both)"
+    )
+    return blend
+
+
 APP = App(
     name="sentiment",
     description=__doc__,
@@ -80,6 +94,7 @@ APP = App(
     evaluate=commands.evaluate,
     predict=commands.predict,
     export=commands.export,
+    after_fit=after_fit,
 )
 DEFAULTS = APP.defaults
 main = APP.main

@@ -4,12 +4,12 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.apps import runs
-from seqapps.apps.cli import as_bytes, read_inputs, string_tensor
+from seqapps.apps.cli import as_bytes, read_inputs
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
-from seqapps.apps.sentiment.model import token_counts
+from seqapps.apps.sentiment.model import predict_by_length
 from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])
@@ -47,15 +47,6 @@ def binary_metrics(labels, probabilities):
     }
 
 
-def review_probabilities(model, texts, batch_size=256):
-    """The model's probabilities for `texts`, computed shortest first (batches of
-    similar length run few padding steps) and returned in the order of `texts`."""
-    order = np.argsort(token_counts(texts), kind="stable")
-    probabilities = np.empty(len(texts))
-    probabilities[order] = model.predict(string_tensor(texts[order]), batch_size=batch_size, verbose=1).reshape(-1)
-    return probabilities
-
-
 def evaluate(args):
     """The model's metrics on the test split, and beside them (under "baseline") those
     of the NB-weighted bag-of-n-grams baseline fitted on the run's training split."""
@@ -67,11 +58,11 @@ def evaluate(args):
     config = {**earlier, **config}
     data_dir = args.data_dir or config.get("data_dir")
     texts, labels = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
-    metrics = binary_metrics(labels, review_probabilities(model, texts))
+    metrics = binary_metrics(labels, predict_by_length(model, texts).reshape(-1))
     print("Fitting the bag-of-n-grams baseline on the training split ...")
     splits = load_reviews(config, data_dir, ("train", "validation"))  # the run's own, with its --limit
-    baseline, cost = fit_baseline(splits["train"], splits["validation"])
-    metrics["baseline"] = {"model": BASELINE, "C": cost, **binary_metrics(labels, baseline(texts))}
+    baseline = fit_baseline(splits["train"], splits["validation"])
+    metrics["baseline"] = {"model": BASELINE, "C": baseline.C, **binary_metrics(labels, baseline.probabilities(texts))}
     runs.save_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(metrics["confusion_matrix"], LABELS, out_dir / "confusion_matrix.png")
     print(f"\nTest reviews: {metrics['examples']:,}")
@@ -79,7 +70,7 @@ def evaluate(args):
         (name, name, "{:.4f}") for name in ("accuracy", "precision", "recall", "f1", "roc_auc")
     ]
     print(text_table([{"name": "model", **metrics}, {"name": "baseline", **metrics["baseline"]}], columns))
-    print(f"(baseline: {BASELINE}, C={cost})")
+    print(f"(baseline: {BASELINE}, C={baseline.C})")
     print(f"confusion matrix [[TN, FP], [FN, TP]] of the model: {metrics['confusion_matrix']}")
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")
     return metrics

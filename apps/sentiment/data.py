@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 
 from seqapps.apps.batching import bucket_by_length
 from seqapps.apps.cli import UsageError, string_tensor
-from seqapps.apps.sentiment.baseline import ngram_ratios
+from seqapps.apps.sentiment.baseline import NgramClassifier, fit_baseline
 from seqapps.apps.sentiment.model import adapt_vocabulary, token_counts
 from seqapps.apps.tfds_data import find_feature, load_splits, tfds_builder, tfds_name
 
@@ -188,22 +188,24 @@ def load_reviews(config, data_dir, wanted):
 class Reviews:
     """What a run trains on: (texts, labels) of the training and validation splits,
     the training split's vocabulary, by frequency (any prefix is the vocabulary of
-    that size), and with --ngram-features its most frequent unigrams and bigrams
-    with their naive-Bayes log-count ratios."""
+    that size), and with --ngram-features the baseline fitted on the training split
+    over that many unigrams and bigrams."""
 
     train: tuple[np.ndarray, np.ndarray]
     validation: tuple[np.ndarray, np.ndarray]
     vocabulary: list[str]
-    ngrams: list[str] = ()
-    ngram_ratios: np.ndarray = ()
+    ngram_classifier: NgramClassifier | None = None
 
 
 def load(config) -> Reviews:
     splits = load_reviews(config, config["data_dir"], ("train", "validation"))
     train, validation = splits["train"], splits["validation"]
     print(f"{len(train[0]):,} training and {len(validation[0]):,} validation reviews")
-    ngrams = ngram_ratios(*train, config["ngram_features"]) if config["ngram_features"] else ((), ())
-    return Reviews(train, validation, adapt_vocabulary(train[0]), *ngrams)
+    classifier = None
+    if config["ngram_features"]:
+        print(f"Fitting the n-gram path on the {config['ngram_features']:,} most frequent unigrams and bigrams ...")
+        classifier = fit_baseline(train, validation, config["ngram_features"])
+    return Reviews(train, validation, adapt_vocabulary(train[0]), classifier)
 
 
 # Batches hold reviews of similar length (in tokens), so that few padding steps are run.

@@ -1,12 +1,14 @@
 """The sentiment model: raw text -> tokens -> Embedding -> recurrent layers ->
-pooled -> probability, with an optional linear path over n-grams beside it.
-Cleaning and vocabulary are layers of the model."""
+pooled -> probability, with an optional linear path over n-grams beside it (the
+baseline's model), blended after training. Cleaning and vocabularies are layers of
+the model."""
 
 import collections
 
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
 
 from seqapps.apps.cli import string_tensor
 from seqapps.layers import GlobalMeanMaxPooling1D, make_rnn
@@ -57,33 +59,51 @@ def make_vectorizer(config, vocabulary):
     )
 
 
-@keras.saving.register_keras_serializable(package="seqapps")
-class FeatureScaling(keras.layers.Layer):
-    """Multiplies each feature by a fixed factor: a weight, not trained, that is
-    saved with the model's weights rather than in its config."""
-
-    def build(self, input_shape):
-        self.factors = self.add_weight(shape=(input_shape[-1],), initializer="ones", trainable=False, name="factors")
-
-    def call(self, inputs):
-        return inputs * self.factors
-
-
-def ngram_logit(reviews, text):
-    """A linear model over NBSVM's features (Wang & Manning 2012): binary unigrams and
-    bigrams scaled by their naive-Bayes log-count ratios, which also scale how fast
-    Adam moves each feature's weight, so telling n-grams learn first."""
+def ngram_logit(classifier, text):
+    """The logit of the bag-of-n-grams baseline (`baseline.NgramClassifier`, fitted on
+    the training split): a fixed linear layer over the text's binary unigrams and bigrams."""
     ngrams = keras.layers.TextVectorization(
         standardize=clean_review,
         ngrams=2,
         output_mode="multi_hot",
-        vocabulary=list(reviews.ngrams),
+        vocabulary=classifier.ngrams,
         name="ngram_vectorizer",
     )(text)
-    scaling = FeatureScaling(name="naive_bayes_ratios")
-    x = scaling(ngrams)
-    scaling.factors.assign(np.concatenate([[0.0], reviews.ngram_ratios]))  # [UNK] first
-    return keras.layers.Dense(1, kernel_initializer="zeros", name="ngram_logit")(x)
+    linear = keras.layers.Dense(1, trainable=False, name="ngram_logit")
+    logit = linear(ngrams)
+    unknown_first = np.concatenate([[0.0], classifier.weights])
+    linear.set_weights([unknown_first[:, None], np.array([classifier.bias])])
+    return logit
+
+
+def predict_by_length(model, texts, batch_size=256):
+    """`model.predict(texts)`, computed shortest text first (batches of similar length
+    run few padding steps) and returned in the order of `texts`."""
+    order = np.argsort(token_counts(texts), kind="stable")
+    outputs = model.predict(string_tensor(texts[order]), batch_size=batch_size, verbose=1)
+    in_order = np.empty_like(outputs)
+    in_order[order] = outputs
+    return in_order
+
+
+def blend_paths(model, validation):
+    """Weighs the recurrent and the n-gram path: the final layer becomes the logistic
+    regression of the `validation` (texts, labels) on the two paths' logits. Learned
+    on reviews that neither path was fitted on, since the n-gram path fits its
+    training reviews almost perfectly (stacking). Returns the weights and the
+    validation accuracy of each path and of the blend."""
+    texts, labels = validation
+    logits = predict_by_length(keras.Model(model.input, model.get_layer("probability").input), texts)
+    blend = LogisticRegression().fit(logits, labels)
+    model.get_layer("probability").set_weights([blend.coef_.T, blend.intercept_])
+    return {
+        "recurrent_weight": float(blend.coef_[0, 0]),
+        "ngram_weight": float(blend.coef_[0, 1]),
+        "bias": float(blend.intercept_[0]),
+        "recurrent_val_accuracy": float(np.mean((logits[:, 0] >= 0) == labels)),
+        "ngram_val_accuracy": float(np.mean((logits[:, 1] >= 0) == labels)),
+        "val_accuracy": float(np.mean(blend.predict(logits) == labels)),
+    }
 
 
 def build_model(config, reviews):
@@ -109,9 +129,12 @@ def build_model(config, reviews):
     x = GlobalMeanMaxPooling1D()(x)
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
     if config["ngram_features"]:
-        logit = keras.layers.Dense(1, name="recurrent_logit")(x)
-        logit = keras.layers.Add()([logit, ngram_logit(reviews, text)])
-        probability = keras.layers.Activation("sigmoid", name="probability")(logit)
+        # Until blend_paths weighs the two paths after training, the recurrent path trains alone.
+        recurrent = keras.layers.Dense(1, name="recurrent_logit")(x)
+        logits = keras.layers.Concatenate()([recurrent, ngram_logit(reviews.ngram_classifier, text)])
+        blend = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability")
+        probability = blend(logits)
+        blend.set_weights([np.array([[1.0], [0.0]]), np.zeros(1)])
     else:
         probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
