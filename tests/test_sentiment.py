@@ -298,7 +298,15 @@ def tiny_model(**options):
     import keras
 
     vocabulary = ["good", "bad", "film", "plot"]
-    config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0, **options}
+    config = {
+        **sentiment.DEFAULTS,
+        "units": 4,
+        "embedding_dim": 4,
+        "vocab_size": 10,
+        "seed": 0,
+        "ngram_features": 0,
+        **options,
+    }
     keras.utils.set_random_seed(0)
     return model.build_model(config, data.Reviews((None, None), (None, None), vocabulary))
 

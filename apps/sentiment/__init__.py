@@ -39,7 +39,7 @@ OPTIONS = [
     ),
     Option(
         "ngram_features",
-        0,
+        200000,
         "unigrams and bigrams of a linear path beside the recurrent one: the baseline's model (NB-weighted "
         "logistic regression) over the most frequent of the training reviews, weighed against the recurrent "
         "path on the validation reviews after training; 0: none",

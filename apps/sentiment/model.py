@@ -76,9 +76,10 @@ def ngram_logit(classifier, text):
     return logit
 
 
-def predict_by_length(model, texts, batch_size=256):
+def predict_by_length(model, texts, batch_size=64):
     """`model.predict(texts)`, computed shortest text first (batches of similar length
-    run few padding steps) and returned in the order of `texts`."""
+    run few padding steps) and returned in the order of `texts`. The batch of the
+    longest IMDB reviews holds `batch_size` x 2,500 tokens: at 256 it took 4.3 GB."""
     order = np.argsort(token_counts(texts), kind="stable")
     outputs = model.predict(string_tensor(texts[order]), batch_size=batch_size, verbose=1)
     in_order = np.empty_like(outputs)
