@@ -10,7 +10,7 @@ row is saved at once and a rerun skips the rows already in the results file, so 
 long table can be stopped and resumed.
 
     python benchmarks/forecasting.py --data-dir ../shared/data --horizons 96 192 336 720
-    python benchmarks/forecasting.py --data-dir ../shared/data --horizons 96 192 336 720 --lookback 720
+    python benchmarks/forecasting.py --data-dir ../shared/data --horizons 96 192 336 720 --lookback 720 -- --segment 48
     python benchmarks/forecasting.py --data-dir ../shared/data --cells lstm peephole cifg gru --horizons 96
     python benchmarks/forecasting.py --data-dir ../shared/data --seeds 1 2 3 --horizons 96
     python benchmarks/forecasting.py --name forecasting-probe --horizons 96 -- --decoder direct
