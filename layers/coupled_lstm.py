@@ -29,8 +29,18 @@ class CoupledLSTMCell(ForgetGateCell):
     """
 
     gates = 3
+    cudnn_mode = "lstm"
     forget_bias_block = 0
     forget_bias_shift = -1.0
+
+    def cudnn_weights(self):
+        # An LSTM whose forget-gate block is minus the input-gate block computes this
+        # cell: f = sigmoid(-z_i) = 1 - sigmoid(z_i).
+        def as_lstm(weight):
+            w_i, w_c, w_o = ops.split(weight, 3, axis=-1)
+            return ops.concatenate([w_i, -w_i, w_c, w_o], axis=-1)
+
+        return as_lstm(self.kernel), as_lstm(self.recurrent_kernel), as_lstm(self.bias)
 
     def step(self, projected, states, training=False):
         h_tm1, c_tm1 = states

@@ -28,6 +28,10 @@ class GatedCell(Layer, DropoutRNNCell):
     """
 
     gates = None
+    # The fused kernel (cuDNN's, as keras.layers.LSTM/GRU use it) whose math is exactly
+    # this cell's: "lstm", "gru" (reset_after) or None. `GatedRNN` hands the cell to it on
+    # a GPU, with the weights of `cudnn_weights`.
+    cudnn_mode = None
 
     def __init__(
         self,
@@ -107,6 +111,12 @@ class GatedCell(Layer, DropoutRNNCell):
 
     def bias_shape(self):
         return (self.gates * self.units,)
+
+    def cudnn_weights(self):
+        """``(kernel, recurrent_kernel, bias)`` in the layout of the built-in layer whose
+        fused kernel is ``cudnn_mode``; computed from this cell's own weights, so that
+        gradients flow back to them."""
+        return self.kernel, self.recurrent_kernel, self.bias
 
     def bias_initial_value(self, shape, dtype=None):
         """Initializer of `bias`; cells override it to set gate biases (e.g. forget bias 1)."""

@@ -39,6 +39,10 @@ class GRUCell(GatedCell):
         super().__init__(units, **kwargs)
         self.reset_after = reset_after
 
+    @property
+    def cudnn_mode(self):
+        return "gru" if self.reset_after else None  # cuDNN's GRU resets after the matmul
+
     def bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 

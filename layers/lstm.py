@@ -48,6 +48,7 @@ class LSTMCell(ForgetGateCell):
     """
 
     gates = 4
+    cudnn_mode = "lstm"
     forget_bias_block = 1
     forget_bias_shift = 1.0
 

@@ -38,6 +38,7 @@ class PeepholeLSTMCell(LSTMCell):
     # The units-wide blocks of the kernels, in Keras' order: gates i, f, candidate c, gate o.
     # A variant without a gate leaves its block (and peephole) out; the gate is 1.
     blocks = "ifco"
+    cudnn_mode = None  # cuDNN has no peepholes
     input_activation = True  # False: the candidate is linear (NIAF)
     output_activation = True  # False: h_t = o_t * c_t (NOAF)
     full_gate_recurrence = False  # True: the gates also see all gates of t-1 (FGR)

@@ -11,6 +11,54 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def layer_gradients(layer, x, **call_kwargs):
+    """Gradients of ``sum(sin(outputs))`` of ``layer(x, **call_kwargs)`` with respect
+    to ``x`` and the layer's trainable weights, as NumPy arrays, on any Keras backend."""
+    import keras
+    from keras import ops, tree
+
+    def loss(outputs):
+        return sum(ops.sum(ops.sin(output)) for output in tree.flatten(outputs))
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = loss(layer(x, **call_kwargs))
+        grads = tape.gradient(value, [x] + layer.trainable_weights)
+    elif backend == "jax":
+        import jax
+
+        def stateless_loss(x, trainable):
+            non_trainable = [v.value for v in layer.non_trainable_variables]
+            outputs, _ = layer.stateless_call(trainable, non_trainable, x, **call_kwargs)
+            return loss(outputs)
+
+        grad_x, grad_weights = jax.grad(stateless_loss, argnums=(0, 1))(
+            jax.numpy.asarray(x), [v.value for v in layer.trainable_variables]
+        )
+        grads = [grad_x, *grad_weights]
+    elif backend == "torch":
+        import torch
+
+        x = torch.tensor(np.asarray(x), requires_grad=True)
+        for weight in layer.trainable_weights:
+            weight.value.grad = None
+        loss(layer(x, **call_kwargs)).backward()
+        grads = [x.grad] + [weight.value.grad for weight in layer.trainable_weights]
+    else:
+        raise NotImplementedError(f"no gradients on the {backend} backend")
+    return [np.asarray(keras.ops.convert_to_numpy(g)) for g in grads]
+
+
+@pytest.fixture(scope="session")
+def gradients():
+    return layer_gradients
+
+
 @pytest.fixture
 def interrupt_training(monkeypatch):
     """Makes `train` stop with KeyboardInterrupt right after its first epoch's
