@@ -60,6 +60,13 @@ def training_options(*, epochs, batch_size, learning_rate, patience) -> list[Opt
         Option("batch_size", batch_size, "global batch size (split across replicas)", cli.positive_int),
         Option("learning_rate", learning_rate, "Adam learning rate", float),
         Option("patience", patience, "epochs without improvement before stopping early", cli.positive_int),
+        Option(
+            "mixed_precision",
+            None,
+            "compute in float16 (Keras' mixed_float16, with loss scaling) or bfloat16 (mixed_bfloat16, on "
+            "devices that have it); weights, inputs and outputs stay float32",
+            choices=["float16", "bfloat16"],
+        ),
     ]
 
 
@@ -150,7 +157,8 @@ class App:
         with distribute.run_directory(run_dir, strategy) as own_dir, strategy.scope():
             runs.start_run(own_dir, config, self.run_files(data))
             print(f"Run directory {run_dir}" if chief else f"Training beside the chief, which writes {run_dir}")
-            model = self.build_model(config, data)
+            with runs.dtype_policy(config.get("mixed_precision")):  # runs written before the option have none
+                model = self.build_model(config, data)
             train_data, validation_data = self.datasets(config, data, model)
             best = runs.fit(
                 model,

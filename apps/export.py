@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.apps.cli import UsageError
+from seqapps.layers.rnn import generic_loops
 
 
 def next_version(export_dir: str | Path) -> int:
@@ -45,7 +46,8 @@ def export_savedmodel(
     bytes), with a free batch size. Before the export is renamed into place it runs
     in a process that imports only TensorFlow, on `examples`, and must give
     `expected` (output name -> array) exactly, or within `atol` (and rtol 1e-5); if
-    not, nothing is published. `files` (name -> JSON-able data) are written beside
+    not, nothing is published. The recurrent layers are traced on their generic loop
+    (never cuDNN), so the export serves on any device. `files` (name -> JSON-able data) are written beside
     saved_model.pb.
     """
     export_dir = Path(export_dir)
@@ -62,10 +64,12 @@ def export_savedmodel(
     # rename below is atomic.
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir))
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=signature)
     try:
-        archive.write_out(str(tmp), verbose=False)
+        # Traced on the generic loop, so that the graph also serves on a CPU: cuDNN's op has no CPU kernel.
+        with generic_loops(model):
+            archive.track(model)
+            archive.add_endpoint("serving_default", serve, input_signature=signature)
+            archive.write_out(str(tmp), verbose=False)
         for name, data in (files or {}).items():
             (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
         check_alone(tmp, examples, expected, atol)

@@ -17,9 +17,11 @@ mid-write leaves the previous version intact.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,13 +55,38 @@ def save_model(model: keras.Model, path: str | Path) -> None:
     atomic_write(path, model.save)
 
 
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: str | None):
+    """The global Keras dtype policy for what is built inside: ``mixed_<mixed_precision>``
+    or unchanged (None). The layers keep it in their config, so a saved model reloads with it."""
+    if mixed_precision is None:
+        yield
+        return
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def saved_mixed_precision(path: str | Path) -> str | None:
+    """The mixed precision ("float16", "bfloat16") the .keras file at `path` was built with, or None."""
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json").decode()
+    return next((name for name in ("float16", "bfloat16") if f'"mixed_{name}"' in config), None)
+
+
 def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():
         raise UsageError(f"no model at {path}: give a .keras file or a run directory with model.keras")
-    return keras.saving.load_model(path)
+    # Loaded under the policy it was built with, the model compiles as it did then: with
+    # mixed_float16, its optimizer is wrapped in loss scaling again, and the saved state loads.
+    with dtype_policy(saved_mixed_precision(path)):
+        return keras.saving.load_model(path)
 
 
 def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:

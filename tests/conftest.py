@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import tarfile
 import zipfile
@@ -8,7 +9,26 @@ import pytest
 
 # Quiet TensorFlow's start-up banner; must be set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# The layers are Keras 3 layers, tested on any backend; the apps (tf.data, string ops,
+# SavedModel) need TensorFlow. `KERAS_BACKEND=jax python -m pytest` runs these only.
+BACKEND_NEUTRAL = {"test_attention.py", "test_cells.py", "test_cudnn.py"}
+
+
+def pytest_configure(config):
+    if importlib.util.find_spec(BACKEND) is None:
+        pytest.exit(f"KERAS_BACKEND={BACKEND}, but {BACKEND} is not installed: no test can run (pip install {BACKEND})")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if BACKEND != "tensorflow" and collection_path.suffix == ".py":
+        return collection_path.name not in BACKEND_NEUTRAL
+
+
+def pytest_report_header(config):
+    if BACKEND != "tensorflow":
+        return f"KERAS_BACKEND={BACKEND}: the layer tests only ({', '.join(sorted(BACKEND_NEUTRAL))}); the apps need TensorFlow"
 
 
 def layer_gradients(layer, x, **call_kwargs):

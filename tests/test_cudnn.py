@@ -12,6 +12,7 @@ from keras import ops, tree
 
 from seqapps.layers import make_rnn
 from seqapps.layers import rnn as rnn_module
+from seqapps.layers.rnn import generic_loops
 from seqapps.layers.keras_internals import rnn as backend_rnn
 
 BATCH, STEPS, FEATURES, UNITS = 3, 5, 4, 6
@@ -265,8 +266,6 @@ def test_xla_is_off_only_where_tensorflow_runs_cudnn(fake_gpu):
 
 
 def test_generic_loops_switches_the_fused_path_off_and_back(fake_gpu):
-    from seqapps.layers.rnn import generic_loops
-
     model = keras.Sequential([keras.Input((STEPS, FEATURES)), make_rnn("lstm", UNITS, bidirectional=True)])
     rnns = fused_layers(model.layers[0])
     with generic_loops(model):
@@ -282,3 +281,35 @@ def test_use_cudnn_is_saved(tmp_path):
     assert keras.saving.load_model(tmp_path / "m.keras").layers[0].use_cudnn is False
     with pytest.raises(ValueError, match="`use_cudnn` must be 'auto', True or False"):
         make_rnn("gru", UNITS, use_cudnn="yes")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel exports are TensorFlow's")
+def test_export_of_a_model_trained_on_the_fused_path_has_no_cudnn_op(fake_gpu, tmp_path):
+    import tensorflow as tf
+
+    from seqapps.apps.export import export_savedmodel
+
+    model = keras.Sequential(
+        [keras.Input((STEPS, FEATURES)), make_rnn("cifg", UNITS, bidirectional=True), keras.layers.Dense(1)]
+    )
+    model.compile("adam", "mse")
+    model.fit(inputs(), np.ones((BATCH, 1), "float32"), epochs=1, verbose=0)
+    calls_in_training = len(fake_gpu.calls)
+    assert calls_in_training
+
+    def serve(history):
+        return {"forecast": model(history)}
+
+    x = inputs(seed=2)
+    with generic_loops(model):
+        expected = keras.ops.convert_to_numpy(model(x))
+    path = export_savedmodel(
+        model, serve, examples={"history": x}, expected={"forecast": expected}, export_dir=tmp_path, atol=1e-5
+    )  # which runs the export alone, in a process that imports only TensorFlow
+    assert len(fake_gpu.calls) == calls_in_training
+    graph = tf.saved_model.load(str(path)).signatures["serving_default"].graph.as_graph_def()
+    ops_used = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def
+    }
+    assert "While" in ops_used or "StatelessWhile" in ops_used  # the generic loop
+    assert not [op for op in ops_used if op.startswith("Cudnn")]

@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -135,6 +136,25 @@ def test_export_takes_and_returns_raw_units(run_dir, tmp_path):
     history[1, 5, 2] = np.nan
     with pytest.raises(RuntimeError, match="history holds NaN or Inf"):
         run_savedmodel_in_subprocess(path, {"history": history})
+
+
+@pytest.mark.slow
+def test_mixed_precision_trains_with_loss_scaling_and_exports_float32(series_csv, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "1", *TINY]
+    forecasting.main([*args, "--mixed-precision", "float16"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # only the model was built in float16
+    model = runs.load_model(run_dir)
+    assert model.get_layer("forecaster").compute_dtype == "float16"
+    assert model.get_layer("forecaster").variable_dtype == "float32"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
+    forecast = model.predict(history, verbose=0)
+    assert forecast.dtype == np.float32 and np.all(np.isfinite(forecast))
+    path = forecasting.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
+    served = run_savedmodel_in_subprocess(path, {"history": history})["forecast"]
+    assert served.dtype == np.float32
+    np.testing.assert_allclose(served, forecast, atol=1e-4)
 
 
 @pytest.mark.slow

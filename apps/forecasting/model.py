@@ -235,7 +235,8 @@ def build_model(config, series):
     """The compiled model for `config`, standardising with the statistics of `series` (`data.Series`)."""
     mean, var, index = series.mean, series.std**2, series.target_index
     history = keras.Input((config["lookback"], len(series.features)), name="history")
-    x = keras.layers.Normalization(mean=mean, variance=var, name="standardize")(history)
+    # In and out of raw units in float32 whatever the dtype policy: float16 has 11 bits.
+    x = keras.layers.Normalization(mean=mean, variance=var, name="standardize", dtype="float32")(history)
     x = SegmentRecurrentForecaster(
         lookback=config["lookback"],
         horizon=config["horizon"],
@@ -251,7 +252,9 @@ def build_model(config, series):
         seed=config["seed"],
         name="forecaster",
     )(x)
-    forecast = keras.layers.Normalization(mean=mean[index], variance=var[index], invert=True, name="forecast")(x)
+    forecast = keras.layers.Normalization(
+        mean=mean[index], variance=var[index], invert=True, name="forecast", dtype="float32"
+    )(x)
     model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
     scale = series.std[index]
     # The standardised MSE is also a metric, so that a model trained on another

@@ -133,11 +133,11 @@ def build_model(config, reviews):
         # Until blend_paths weighs the two paths after training, the recurrent path trains alone.
         recurrent = keras.layers.Dense(1, name="recurrent_logit")(x)
         logits = keras.layers.Concatenate()([recurrent, ngram_logit(reviews.ngram_classifier, text)])
-        blend = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability")
+        blend = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability", dtype="float32")
         probability = blend(logits)
         blend.set_weights([np.array([[1.0], [0.0]]), np.zeros(1)])
     else:
-        probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"]),

@@ -89,7 +89,8 @@ class Translator(keras.Model):
         self.attention = make_attention(c["attention"], self.decoder_units)
         # Luong et al.'s attentional state: tanh(W [decoder output; context]).
         self.attention_combine = keras.layers.Dense(self.decoder_units, activation="tanh", use_bias=False)
-        self.next_word = keras.layers.Dense(len(self.target_vocabulary) + 2, name="next_word")
+        # float32 logits whatever the dtype policy, for a stable softmax and loss.
+        self.next_word = keras.layers.Dense(len(self.target_vocabulary) + 2, name="next_word", dtype="float32")
         self.build()
 
     def build(self, input_shape=None):
