@@ -7,21 +7,46 @@ corresponds to (keras.layers.LSTM for the LSTM family, keras.layers.GRU for GRU)
 Peak memory is measured per variant in a fresh subprocess (peak RSS).
 
     python benchmarks/cells.py [--repeats 5] [--steps 5]
+
+`--device gpu` measures on a GPU instead, where `lstm`, `cifg` and `gru` run cuDNN's
+fused kernel: each variant with and without `jit_compile`, its ratio to the built-in
+layer under the same setting, on the Keras backend of `KERAS_BACKEND` (tensorflow, jax
+or torch; the project itself need not be installed, nor TensorFlow), appending its
+rows to `benchmarks/results/cells-gpu.{json,md}` in place of that backend's earlier ones:
+
+    KERAS_BACKEND=jax python benchmarks/cells.py --device gpu
 """
 
 import argparse
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-from report import peak_rss_mib, save
 
-from seqapps.layers import LSTMCell, make_rnn
+if importlib.util.find_spec("seqapps") is None:
+    # Not installed (the GPU machine has no TensorFlow to install it with): the packages
+    # from this checkout; seqapps.layers and the tables of seqapps.apps need only Keras.
+    ROOT = Path(__file__).resolve().parents[1]
+    sys.modules["seqapps"] = type(sys)("seqapps")
+    sys.modules["seqapps"].__path__ = []
+    for package in ("layers", "apps"):
+        spec = importlib.util.spec_from_file_location(
+            f"seqapps.{package}", ROOT / package / "__init__.py", submodule_search_locations=[str(ROOT / package)]
+        )
+        sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[spec.name])
+
+from report import RESULTS_DIR, peak_rss_mib, save  # noqa: E402
+
+from seqapps.layers import LSTMCell, make_rnn  # noqa: E402
 
 VOCAB, EMBED, UNITS = 20000, 128, 128
 
@@ -39,7 +64,11 @@ VARIANTS = {
 }
 
 
-def build_model(variant, length):
+# On a GPU: the cuDNN-capable cells, one generic-loop cell, and the built-ins.
+GPU_VARIANTS = ["keras.layers.LSTM", "keras.layers.GRU", "lstm", "cifg", "gru", "peephole"]
+
+
+def build_model(variant, length, jit_compile="auto"):
     rnn, _ = VARIANTS[variant]
     model = keras.Sequential(
         [
@@ -49,7 +78,7 @@ def build_model(variant, length):
             keras.layers.Dense(1),
         ]
     )
-    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=jit_compile)
     return model
 
 
@@ -85,17 +114,80 @@ def probe_memory(variant, args):
     print(peak_rss_mib())
 
 
+def measure_gpu(args):
+    """Each GPU variant with and without jit_compile: rows for cells-gpu.{json,md}."""
+    backend = keras.backend.backend()
+    x, y = batch(args.batch, args.length)
+    models = {}
+    for name in args.variants:
+        for jit in (False, True):
+            keras.utils.set_random_seed(0)
+            model = build_model(name, args.length, jit_compile=jit)
+            model.train_on_batch(x, y)  # trace and warm up
+            model.predict_on_batch(x)
+            layer = model.layers[1]
+            models[name, jit] = model, bool(getattr(layer, "fused", False)), model.jit_compile
+    train = {key: [] for key in models}
+    infer = {key: [] for key in models}
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1}/{args.repeats}", flush=True)
+        for key, (model, _, _) in models.items():
+            train[key].append(throughput(lambda model=model: model.train_on_batch(x, y), args.batch, args.steps))
+            infer[key].append(throughput(lambda model=model: model.predict_on_batch(x), args.batch, args.steps))
+    rows = []
+    for (name, jit), (_, fused, jit_on) in models.items():
+        reference = (VARIANTS[name][1], jit)
+        rows.append(
+            {
+                "backend": backend,
+                "layer": name,
+                "jit_compile": jit_on,
+                "path": "built-in" if name.startswith("keras.") else ("cuDNN" if fused else "generic loop"),
+                "train_samples_per_s": float(np.median(train[name, jit])),
+                "infer_samples_per_s": float(np.median(infer[name, jit])),
+                "train_ratio": float(np.median(train[name, jit]) / np.median(train[reference])),
+                "infer_ratio": float(np.median(infer[name, jit]) / np.median(infer[reference])),
+                "reference": VARIANTS[name][1],
+            }
+        )
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per variant")
     parser.add_argument("--steps", type=int, default=5, help="batches timed per round")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help=f"(default: all; on a GPU: {', '.join(GPU_VARIANTS)})"
+    )
     parser.add_argument("--probe-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe_memory:
         return probe_memory(args.probe_memory, args)
+    settings = {"batch": args.batch, "length": args.length, "vocab": VOCAB, "embed": EMBED, "units": UNITS}
+    settings.update(repeats=args.repeats, steps=args.steps, dtype="float32")
+    if args.device == "gpu":
+        args.variants = args.variants or GPU_VARIANTS
+        rows = measure_gpu(args)
+        earlier = RESULTS_DIR / "cells-gpu.json"
+        if earlier.exists():  # the other backends' rows stay
+            rows = [r for r in json.loads(earlier.read_text())["results"] if r["backend"] != rows[0]["backend"]] + rows
+        columns = [
+            ("backend", "backend", "{}"),
+            ("layer", "layer", "{}"),
+            ("jit_compile", "jit_compile", "{}"),
+            ("path", "runs on", "{}"),
+            ("train_samples_per_s", "train samples/s", "{:.0f}"),
+            ("train_ratio", "train vs built-in", "{:.2f}x"),
+            ("infer_samples_per_s", "inference samples/s", "{:.0f}"),
+            ("infer_ratio", "inference vs built-in", "{:.2f}x"),
+            ("reference", "built-in", "{}"),
+        ]
+        return save("cells-gpu", rows, columns, settings)
+    args.variants = args.variants or list(VARIANTS)
 
     keras.utils.set_random_seed(0)
     x, y = batch(args.batch, args.length)
@@ -136,15 +228,6 @@ def main():
         ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
         ("reference", "built-in", "{}"),
     ]
-    settings = {
-        "batch": args.batch,
-        "length": args.length,
-        "vocab": VOCAB,
-        "embed": EMBED,
-        "units": UNITS,
-        "repeats": args.repeats,
-        "steps": args.steps,
-    }
     save("cells", rows, columns, settings)
 
 

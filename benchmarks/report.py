@@ -16,16 +16,27 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def machine():
     import keras
-    import tensorflow as tf
 
-    return {
+    info = {
         "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "backend": keras.backend.backend(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
+    if info["backend"] == "jax":
+        import jax
+
+        info["devices"] = [str(device) for device in jax.devices()]
+    elif info["backend"] == "torch":
+        import torch
+
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or ["cpu"]
+    try:
+        import tensorflow as tf
+    except ImportError:  # the GPU machine: JAX and PyTorch only
+        return info
+    return {**info, "tensorflow": tf.__version__, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
 def peak_rss_mib(pid="self"):
