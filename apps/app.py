@@ -155,7 +155,8 @@ class App:
         data = self.load(config)  # before the run directory: bad data leaves none behind
         chief = distribute.is_chief(strategy)
         with distribute.run_directory(run_dir, strategy) as own_dir, strategy.scope():
-            runs.start_run(own_dir, config, self.run_files(data))
+            own_dir = runs.start_run(own_dir, self.name, config, self.run_files(data), resume=args.resume)
+            run_dir = run_dir or own_dir
             print(f"Run directory {run_dir}" if chief else f"Training beside the chief, which writes {run_dir}")
             with runs.dtype_policy(config.get("mixed_precision")):  # runs written before the option have none
                 model = self.build_model(config, data)

@@ -18,8 +18,10 @@ mid-write leaves the previous version intact.
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -32,16 +34,26 @@ from seqapps.apps.cli import UsageError
 from seqapps.apps.plots import plot_history
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp_path)`, then rename the result onto `path`."""
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, exclusive: bool = False) -> None:
+    """Call `write(tmp_path)`, then rename the result onto `path`. The temporary name is
+    hidden and unique, so two writers of one file never share it. `exclusive`: publish
+    only if `path` does not exist yet (FileExistsError otherwise)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        if exclusive:
+            os.link(tmp, path)  # unlike a rename, fails where `path` exists
+        else:
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
-def save_json(path: str | Path, data) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float) + "\n"))
+def save_json(path: str | Path, data, *, exclusive: bool = False) -> None:
+    text = json.dumps(data, indent=2, default=float) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text), exclusive=exclusive)
 
 
 def load_json(path: str | Path):
@@ -100,22 +112,22 @@ def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:
 RUN_ARGUMENTS = ("command", "resume", "run_dir", "verbose", "distribute", "peer_timeout")
 
 
-def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path, dict]:
+def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path | None, dict]:
     """The run directory and config of `train`, checked but not yet written.
 
     New run: the app's `defaults` overridden by the options given, in a directory
-    that holds no run yet. On --resume: the saved config (with the defaults of
-    options added since), so the run continues exactly as it started whatever else
-    is on the command line.
+    that holds no run yet (None: a new one under runs/<app>/, made by `start_run`).
+    On --resume: the saved config (with the defaults of options added since), so the
+    run continues exactly as it started whatever else is on the command line.
     """
     if args.resume:
         if not args.run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue")
         run_dir = Path(args.run_dir)
         return run_dir, {**defaults, **load_json(run_dir / "config.json")}
-    run_dir = Path(args.run_dir or Path("runs") / app / time.strftime("%Y%m%d-%H%M%S"))
-    if (run_dir / "config.json").exists():
-        raise UsageError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir and (run_dir / "config.json").exists():
+        raise UsageError(already_a_run(run_dir))
     config = dict(defaults)
     for key, value in vars(args).items():
         if key not in RUN_ARGUMENTS and (value is not None or key not in config):
@@ -123,11 +135,37 @@ def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path
     return run_dir, config
 
 
-def start_run(run_dir: Path, config: dict, files: dict) -> None:
-    """Create the run directory with config.json and `files` (name -> JSON-able data)."""
+def already_a_run(run_dir: Path) -> str:
+    return f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir"
+
+
+def start_run(run_dir: Path | None, app: str, config: dict, files: dict, *, resume: bool = False) -> Path:
+    """Write config.json and `files` (name -> JSON-able data) into the run directory, and
+    return it. A new run never shares its directory with another: `run_dir` None makes
+    runs/<app>/<time> by an exclusive mkdir (with a suffix -2, -3, ... when a run started
+    in the same second took it), and config.json is created only where there is none."""
+    if run_dir is None:
+        run_dir = new_directory(Path("runs") / app / time.strftime("%Y%m%d-%H%M%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in {"config.json": config, **files}.items():
+    try:
+        save_json(run_dir / "config.json", config, exclusive=not resume)
+    except FileExistsError:
+        raise UsageError(already_a_run(run_dir)) from None
+    for name, data in files.items():
         save_json(run_dir / name, data)
+    return run_dir
+
+
+def new_directory(path: Path) -> Path:
+    """Create `path`, or `path`-2, -3, ... where it exists, and return the one created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        candidate = path if number == 1 else path.with_name(f"{path.name}-{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
 
 
 class RunCheckpoint(keras.callbacks.Callback):

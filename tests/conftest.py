@@ -28,7 +28,8 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_report_header(config):
     if BACKEND != "tensorflow":
-        return f"KERAS_BACKEND={BACKEND}: the layer tests only ({', '.join(sorted(BACKEND_NEUTRAL))}); the apps need TensorFlow"
+        neutral = ", ".join(sorted(BACKEND_NEUTRAL))
+        return f"KERAS_BACKEND={BACKEND}: the layer tests only ({neutral}); the apps need TensorFlow"
 
 
 def layer_gradients(layer, x, **call_kwargs):

@@ -12,8 +12,8 @@ from keras import ops, tree
 
 from seqapps.layers import make_rnn
 from seqapps.layers import rnn as rnn_module
-from seqapps.layers.rnn import generic_loops
 from seqapps.layers.keras_internals import rnn as backend_rnn
+from seqapps.layers.rnn import generic_loops
 
 BATCH, STEPS, FEATURES, UNITS = 3, 5, 4, 6
 FUSED = {"lstm": {}, "cifg": {}, "gru": {"reset_after": True}}
