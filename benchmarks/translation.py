@@ -53,7 +53,7 @@ def save_table(name, rows, metrics, run_dir, serving):
         ("bleu_uncased_beam", f"uncased BLEU beam {metrics['beam_size']}", "{:.2f}"),
         ("chrf_greedy", "chrF greedy", "{:.2f}"),
         ("chrf_beam", f"chrF beam {metrics['beam_size']}", "{:.2f}"),
-        ("unknown_words", "[UNK] in outputs", "{}"),
+        ("unknown_words", "unknown words (replaced)", "{}"),
         ("epochs", "epochs", "{}"),
         ("best_epoch", "best epoch", "{}"),
         ("train_minutes", "training min", "{:.1f}"),
@@ -142,7 +142,7 @@ def main():
                 **{f"{key}_beam": metrics[beam][key] for key in ("bleu", "bleu_uncased", "chrf")},
                 "unknown_words": metrics["greedy"]["unknown_words"] + metrics[beam]["unknown_words"],
                 "epochs": len(history["loss"]),
-                "best_epoch": 1 + int(np.argmin(history["val_loss"])),
+                "best_epoch": 1 + int(np.argmin(history["val_token_loss"])),  # what early stopping follows
                 "train_minutes": seconds / 60,
                 "peak_rss_mib": peak,
                 "keras_greedy_per_s": metrics["greedy"]["sentences_per_second"],

@@ -209,6 +209,9 @@ def test_translations_are_cased_and_copy_unknown_names(model):
     for size in (1, 4):
         translations = model.translate(tf.constant(list(CASED)), beam_size=size).numpy()
         assert [t.decode() for t in translations] == list(CASED.values())
+    # What evaluate reports: the words the model did not know, each replaced by a source word.
+    unknown, copied = model.unknown_words(*model.decode(tf.constant(list(CASED))))
+    assert list(unknown.numpy()[3:]) == [1, 1] and list(copied.numpy()[3:]) == [1, 1]  # Zorbaxx, Quilmes
 
 
 @pytest.mark.slow
@@ -232,6 +235,7 @@ def test_evaluate_writes_bleu_chrf_and_sample_translations(run_dir, data_dir):
     assert metrics["sentences"] > 100
     for name in ("greedy", "beam4"):
         assert metrics[name]["bleu"] > 90 and metrics[name]["chrf"] > 90
+        assert metrics[name]["unknown_words"] >= metrics[name]["unknown_words_copied"] >= 0
     lines = (run_dir / "translations.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["source", "references", "greedy", "beam4"]
     assert len(lines) == metrics["sentences"] + 1
@@ -321,3 +325,27 @@ def test_resume_restores_the_optimizer_and_finishes(data_dir, tmp_path, interrup
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
     assert int(runs.load_model(run_dir / "last.keras").optimizer.iterations) == 2 * steps_per_epoch
+
+
+def test_validation_loss_and_accuracy_are_per_word_over_the_epoch():
+    """A batch of one long sentence and a batch of three one-word sentences: every word
+    counts once, wherever it stands; Keras' own loss weighs each batch by its sentences."""
+    from seqapps.apps.translation.model import TokenAccuracy, TokenCrossEntropy, masked_loss
+
+    rng = np.random.default_rng(0)
+    batches = [np.array([[3, 4, 5, 6, 7, 2]]), np.array([[3, 0], [4, 0], [2, 0]])]
+    logits = [rng.normal(size=(*y.shape, 9)).astype("float32") for y in batches]
+    loss, accuracy = TokenCrossEntropy(), TokenAccuracy()
+    per_word_losses, hits = [], []
+    for y, z in zip(batches, logits, strict=True):
+        loss.update_state(y, z)
+        accuracy.update_state(y, z)
+        p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        real = y != 0
+        per_word_losses += list(-np.log(np.take_along_axis(p, y[..., None], -1)[..., 0])[real])
+        hits += list((z.argmax(-1) == y)[real])
+    assert len(per_word_losses) == 9
+    assert float(loss.result()) == pytest.approx(np.mean(per_word_losses), rel=1e-5)
+    assert float(accuracy.result()) == pytest.approx(np.mean(hits))
+    by_sentences = np.average([float(masked_loss(y, z)) for y, z in zip(batches, logits, strict=True)], weights=[1, 3])
+    assert abs(by_sentences - np.mean(per_word_losses)) > 1e-3  # what Keras' "loss" reports

@@ -182,7 +182,7 @@ def test_translation_search_tunes_cell_and_attention(tmp_path, toy_pairs, write_
             "batch_size=32",
         ]
     )
-    assert summary["objective"] == "val_loss"
+    assert summary["objective"] == "val_token_loss"
     assert summary["hyperparameters"]["cell"] in CELLS  # the search covers every cell
     assert summary["hyperparameters"]["attention"] in ("additive", "dot", "general")
     records = trial_records(tmp_path / "translation")

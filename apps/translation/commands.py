@@ -18,15 +18,19 @@ from seqapps.apps.translation.text import normalize_text
 
 
 def translate_all(translate, texts, batch_size=64, label="sentence"):
-    """`translate` over `texts` in batches, with a progress bar; (translations, seconds)."""
+    """`translate` (texts -> translations and per-sentence counts) over `texts` in
+    batches, with a progress bar; (translations, seconds, the counts summed)."""
     translate = tf.function(translate, input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
     progress = keras.utils.Progbar(len(texts), unit_name=label)
-    results, started = [], time.perf_counter()
+    results, sums, started = [], None, time.perf_counter()
     for i in range(0, len(texts), batch_size):
         batch = texts[i : i + batch_size]
-        results.extend(t.decode("utf-8") for t in translate(tf.constant(batch)).numpy())
+        translations, *counts = translate(tf.constant(batch))
+        results.extend(t.decode("utf-8") for t in translations.numpy())
+        counts = [int(tf.reduce_sum(c)) for c in counts]
+        sums = counts if sums is None else [a + b for a, b in zip(sums, counts, strict=True)]
         progress.add(len(batch))
-    return results, time.perf_counter() - started
+    return results, time.perf_counter() - started, sums
 
 
 def references_by_source(sources, targets):
@@ -39,14 +43,12 @@ def references_by_source(sources, targets):
 
 def score(hypotheses, references):
     """sacreBLEU's corpus BLEU with its defaults (cased, 13a tokenisation), the same
-    case-insensitive, and chrF, against all references of each sentence; and how many
-    [UNK] the hypotheses hold."""
+    case-insensitive, and chrF, against all references of each sentence."""
     streams = [[r[i] if i < len(r) else None for r in references] for i in range(max(map(len, references)))]
     return {
         "bleu": sacrebleu.BLEU().corpus_score(hypotheses, streams).score,
         "bleu_uncased": sacrebleu.BLEU(lowercase=True).corpus_score(hypotheses, streams).score,
         "chrf": sacrebleu.CHRF().corpus_score(hypotheses, streams).score,
-        "unknown_words": sum(h.count("[UNK]") for h in hypotheses),
     }
 
 
@@ -62,17 +64,29 @@ def evaluate(args):
         "lowercase": config["lowercase"],
         "beam_size": beam_size,
     }
+
+    def translate_and_count(texts, beam_size):
+        ids, attention, source_words = model.decode(texts, beam_size)
+        translations = model.joined(model.written_words(ids, attention, source_words))
+        return (translations, *model.unknown_words(ids, attention, source_words))
+
     outputs = {}
     for name, size in (("greedy", 1), (f"beam{beam_size}", beam_size)):
         print(f"Translating {len(sources):,} test sentences, {name}:")
-        outputs[name], seconds = translate_all(lambda t, size=size: model.translate(t, beam_size=size), sources)
+        outputs[name], seconds, (unknown, copied) = translate_all(
+            lambda t, size=size: translate_and_count(t, size), sources
+        )
         metrics[name] = {
             **score(outputs[name], references),
+            # Words out of the target vocabulary: each replaced by the source word it
+            # attended to (copied), or left out where that was the end of the source.
+            "unknown_words": unknown,
+            "unknown_words_copied": copied,
             "sentences_per_second": len(sources) / seconds,
         }
         print(
             f"{name}: BLEU {metrics[name]['bleu']:.2f} (case-insensitive {metrics[name]['bleu_uncased']:.2f}), "
-            f"chrF {metrics[name]['chrf']:.2f}, {metrics[name]['unknown_words']} [UNK], "
+            f"chrF {metrics[name]['chrf']:.2f}, {unknown} unknown words ({copied} copied from the source), "
             f"{metrics[name]['sentences_per_second']:.1f} sentences/s"
         )
     runs.save_json(out_dir / "metrics.json", metrics)

@@ -11,18 +11,76 @@ from seqapps.layers import make_attention, make_rnn
 
 @keras.saving.register_keras_serializable(package="seqapps")
 def masked_loss(y_true, y_pred):
-    """Cross-entropy per target word, averaged over real words (id 0 is padding)."""
+    """Cross-entropy per target word, averaged over the real words of the batch (id 0 is
+    padding): the training loss. Keras averages it over an epoch by sentences, so with
+    length-bucketed batches it is not a per-word figure; `TokenCrossEntropy` is."""
     mask = ops.cast(ops.not_equal(y_true, 0), y_pred.dtype)
     loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
     return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
+def word_hits(y_true, y_pred):
+    return ops.cast(ops.equal(ops.cast(y_true, "int32"), ops.cast(ops.argmax(y_pred, -1), "int32")), "float32")
+
+
 @keras.saving.register_keras_serializable(package="seqapps")
 def masked_accuracy(y_true, y_pred):
-    """The share of real target words predicted right."""
+    """The share of real target words of a batch predicted right: the metric of runs
+    written before `TokenAccuracy`, kept so that they load and resume."""
     mask = ops.cast(ops.not_equal(y_true, 0), "float32")
-    hits = ops.cast(ops.equal(ops.cast(y_true, "int32"), ops.cast(ops.argmax(y_pred, -1), "int32")), "float32")
-    return ops.sum(hits * mask) / ops.maximum(ops.sum(mask), 1.0)
+    return ops.sum(word_hits(y_true, y_pred) * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+class PerWord(keras.metrics.Metric):
+    """A sum over all real target words seen since the last reset (id 0 is padding),
+    divided by their number: a per-word figure of the whole epoch, whatever the batches."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.words = self.add_variable(shape=(), initializer="zeros", name="words")
+
+    def per_word(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        mask = ops.cast(ops.not_equal(y_true, 0), "float32")
+        self.total.assign_add(ops.sum(ops.cast(self.per_word(y_true, y_pred), "float32") * mask))
+        self.words.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.total / ops.maximum(self.words, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.words.assign(0.0)
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class TokenCrossEntropy(PerWord):
+    """The cross-entropy per real target word over the epoch: what early stopping follows."""
+
+    def __init__(self, name="token_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def per_word(self, y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class TokenAccuracy(PerWord):
+    """The share of real target words predicted right over the epoch."""
+
+    def __init__(self, name="token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def per_word(self, y_true, y_pred):
+        return word_hits(y_true, y_pred)
+
+
+def attended_words(attention, source_words):
+    """For each target step, the source word its attention weighs most."""
+    return tf.gather(source_words, tf.argmax(attention, -1, output_type=tf.int32), batch_dims=1)
 
 
 @keras.saving.register_keras_serializable(package="seqapps")
@@ -144,7 +202,7 @@ class Translator(keras.Model):
         word is the source word it attended to most, copied as written there (Luong et
         al. 2015's unknown-word replacement, which carries names and numbers over)."""
         words = tf.gather(self.written_target_words, ids)
-        copied = tf.gather(source_words, tf.argmax(attention, -1, output_type=tf.int32), batch_dims=1)
+        copied = attended_words(attention, source_words)
         words = tf.where(ids == 1, tf.where(copied == END, "", copied), words)  # 1: StringLookup's [UNK]
         words = tf.where((ids == 0) | (ids == self.start_id) | (ids == self.end_id), "", words)
         return tf.where(sentence_initial(words), capitalize(words), words)
@@ -181,9 +239,9 @@ class Translator(keras.Model):
         logits, weights = self.attend(h[:, None, :], encoded, source_mask)
         return logits[:, 0], list(states), weights[:, 0]
 
-    def translate(self, texts, beam_size=1, return_attention=False):
-        """Translations of a batch of strings: greedy for beam_size 1, else beam search.
-        With return_attention, also the words in and out and the attention weights."""
+    def decode(self, texts, beam_size=1):
+        """The best translations of a batch of strings as target ids (batch, steps), with
+        their attention weights and the source words: greedy for beam_size 1, else beam search."""
         source_words = self.source_words(texts).to_tensor("")
         source_ids = self.source_lookup_ids(source_words)
         max_length = self.config["max_length"] + 1  # the words and [END]
@@ -193,11 +251,28 @@ class Translator(keras.Model):
             ids, attention = decoding.beam_search(
                 self, source_ids, max_length, beam_size, self.config["length_penalty"]
             )
+        return ids, attention, source_words
+
+    def translate(self, texts, beam_size=1, return_attention=False):
+        """Translations of a batch of strings (see `decode`). With return_attention,
+        also the words in and out and the attention weights."""
+        ids, attention, source_words = self.decode(texts, beam_size)
         words = self.written_words(ids, attention, source_words)
-        translations = detokenize_text(tf.strings.reduce_join(words, axis=-1, separator=" "))
+        translations = self.joined(words)
         if not return_attention:
             return translations
         return translations, source_words, words, attention
+
+    def joined(self, words):
+        return detokenize_text(tf.strings.reduce_join(words, axis=-1, separator=" "))
+
+    def unknown_words(self, ids, attention, source_words):
+        """Per sentence: how many of its words the model did not know (the [UNK] it
+        wrote), and how many of those were replaced by a source word (the rest, which
+        attended to the end of the source, were left out)."""
+        unknown = ids == 1
+        copied = unknown & (attended_words(attention, source_words) != END)
+        return tf.reduce_sum(tf.cast(unknown, tf.int32), -1), tf.reduce_sum(tf.cast(copied, tf.int32), -1)
 
 
 def build_model(config, pairs):
@@ -206,6 +281,6 @@ def build_model(config, pairs):
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"], clipnorm=5.0),
         loss=masked_loss,
-        metrics=[masked_accuracy],
+        metrics=[TokenCrossEntropy(), TokenAccuracy()],
     )
     return model
