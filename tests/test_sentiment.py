@@ -91,6 +91,27 @@ def test_train_writes_the_run_directory(run_dir):
     assert len(history["loss"]) == 1 and "val_accuracy" in history
 
 
+def test_validation_drawn_by_review_when_movies_are_missing_says_so(capsys):
+    texts, labels = np.array([f"review {i}" for i in range(10)]), np.arange(10) % 2
+    movies = np.array(["tt1"] * 5 + [""] * 5, dtype=object)
+    (train, _), (validation, _) = data.split_validation(texts, labels, 0.2, seed=0, movies=movies)
+    assert len(train) == 8 and len(validation) == 2
+    assert "5 of 10 training reviews have no movie" in capsys.readouterr().err
+    data.split_validation(texts, labels, 0.2, seed=0, movies=None)  # --no-split-by-movie: chosen, so silent
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_a_model_without_its_run_is_evaluated_with_what_was_assumed_said(run_dir, data_dir, tmp_path, capsys):
+    alone = tmp_path / "model.keras"
+    alone.write_bytes((run_dir / "model.keras").read_bytes())
+    metrics = sentiment.main(["evaluate", "--model", str(alone), "--data-dir", str(data_dir)])
+    assumed = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, "split_by_movie": False}
+    assert metrics["assumed"] == assumed
+    assert "config.json does not exist; assuming dataset=imdb" in capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text())["assumed"] == json.loads(json.dumps(metrics["assumed"]))
+
+
 @pytest.mark.slow
 def test_evaluate_writes_metrics(run_dir, capsys):
     metrics = sentiment.main(["evaluate", "--run-dir", str(run_dir)])

@@ -1,5 +1,7 @@
 """`seqapps sentiment evaluate | predict | export`."""
 
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -53,8 +55,17 @@ def evaluate(args):
     model, out_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config_path = out_dir / "config.json"
     config = runs.load_json(config_path) if config_path.exists() else {}
-    # Runs of earlier versions: no dataset in the config (IMDB), validation drawn by review.
+    # A model without its run, or a run of an earlier version: the test split of IMDB,
+    # and the baseline fitted on a training split drawn as those versions drew it.
     earlier = {"dataset": "imdb", "seed": 0, "validation_fraction": 0.1, "limit": None, "split_by_movie": False}
+    assumed = {key: value for key, value in earlier.items() if key not in config}
+    if assumed:
+        print(
+            f"warning: {config_path} {'lacks ' + ', '.join(assumed) if config else 'does not exist'}; assuming "
+            + ", ".join(f"{key}={value}" for key, value in assumed.items())
+            + " (recorded in metrics.json under 'assumed'): evaluate the run directory to use its own settings",
+            file=sys.stderr,
+        )
     config = {**earlier, **config}
     data_dir = args.data_dir or config.get("data_dir")
     texts, labels = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
@@ -63,6 +74,8 @@ def evaluate(args):
     splits = load_reviews(config, data_dir, ("train", "validation"))  # the run's own, with its --limit
     baseline = fit_baseline(splits["train"], splits["validation"])
     metrics["baseline"] = {"model": BASELINE, "C": baseline.C, **binary_metrics(labels, baseline.probabilities(texts))}
+    if assumed:
+        metrics["assumed"] = assumed
     runs.save_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(metrics["confusion_matrix"], LABELS, out_dir / "confusion_matrix.png")
     print(f"\nTest reviews: {metrics['examples']:,}")
