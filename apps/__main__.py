@@ -1,11 +1,13 @@
 """`seqapps <app> <command> ...` and `seqapps tune <app> ...`: one entry point for all apps."""
 
+import importlib.metadata
 import sys
 
 from seqapps.apps import APPS, get_app
 
 USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
        seqapps tune <app> [options]
+       seqapps --version
 
 apps: {", ".join(APPS)}
 `seqapps <app> --help` lists an app's commands and options."""
@@ -15,6 +17,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"seqapps {importlib.metadata.version('seqapps')}")
         return
     app, *rest = argv
     if app == "tune":

@@ -47,3 +47,12 @@ def test_fractions_are_checked_with_one_line(value, capsys):
         get_app("translation").main(["train", "--validation-fraction", value])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "argument --validation-fraction:" in err and ("between 0 and 1" in err or "expected a fraction" in err)
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    from seqapps.apps.__main__ import main
+
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"seqapps {importlib.metadata.version('seqapps')}"
