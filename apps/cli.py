@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+DEFAULT_SEED = 1337
+
 
 class UsageError(Exception):
     """A problem with what the user gave (a file, a directory, an option), with its fix."""
@@ -90,7 +92,7 @@ def build_parser(app) -> argparse.ArgumentParser:
         add_option(train, option)
     train.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
-    train.add_argument("--seed", type=int, default=1337, help="fixes splits, initialisation and shuffling")
+    train.add_argument("--seed", type=int, help=f"fixes splits, initialisation and shuffling (default: {DEFAULT_SEED})")
     train.add_argument(
         "--distribute",
         choices=["none", "mirrored", "multi-worker"],

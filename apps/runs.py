@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 
 from seqapps.apps import distribute
-from seqapps.apps.cli import UsageError
+from seqapps.apps.cli import DEFAULT_SEED, UsageError
 from seqapps.apps.plots import plot_history
 
 
@@ -110,6 +110,8 @@ def load_model_to_evaluate(path: str | Path) -> tuple[keras.Model, Path]:
 
 # The arguments of `train` that say how to run it, not what to train: not in the config.
 RUN_ARGUMENTS = ("command", "resume", "run_dir", "verbose", "distribute", "peer_timeout")
+# What a resumed run may change (and saves): how long it trains, and where its data lie.
+RESUME_OVERRIDES = ("epochs", "data_dir")
 
 
 def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path | None, dict]:
@@ -118,17 +120,31 @@ def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path
     New run: the app's `defaults` overridden by the options given, in a directory
     that holds no run yet (None: a new one under runs/<app>/, made by `start_run`).
     On --resume: the saved config (with the defaults of options added since), so the
-    run continues exactly as it started whatever else is on the command line.
+    run continues as it started. Options given with --resume must agree with it, but
+    `--epochs` (to train longer or shorter) and `--data-dir` (the files may have
+    moved), which are taken and saved.
     """
+    given = {key: value for key, value in vars(args).items() if key not in RUN_ARGUMENTS and value is not None}
     if args.resume:
         if not args.run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue")
         run_dir = Path(args.run_dir)
-        return run_dir, {**defaults, **load_json(run_dir / "config.json")}
+        config = {**defaults, **load_json(run_dir / "config.json")}
+        conflicts = [
+            f"--{key.replace('_', '-')} {value} (the run has {config.get(key)})"
+            for key, value in given.items()
+            if key not in RESUME_OVERRIDES and config.get(key) != value
+        ]
+        if conflicts:
+            raise UsageError(
+                f"--resume continues {run_dir} with its own options, and these differ: {'; '.join(conflicts)}. "
+                "Leave them out, or start a new run"
+            )
+        return run_dir, {**config, **{key: given[key] for key in RESUME_OVERRIDES if key in given}}
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir and (run_dir / "config.json").exists():
         raise UsageError(already_a_run(run_dir))
-    config = dict(defaults)
+    config = {**defaults, "seed": DEFAULT_SEED}
     for key, value in vars(args).items():
         if key not in RUN_ARGUMENTS and (value is not None or key not in config):
             config[key] = value
@@ -191,6 +207,22 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_json(self.run_dir / "state.json", self.state)
 
 
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """``EarlyStopping`` that starts from the epochs already trained (`history`: the
+    run's metrics so far, by name): their best score, and the epochs since it."""
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self.history = history
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        scores = self.history.get(self.monitor)
+        if scores:
+            best = (min if self.mode == "min" else max)(range(len(scores)), key=scores.__getitem__)
+            self.best, self.best_epoch, self.wait = scores[best], best, len(scores) - 1 - best
+
+
 def fit(
     model: keras.Model,
     train_data,
@@ -208,8 +240,8 @@ def fit(
     of `monitor`, and finish the run.
 
     Returns the best model, also saved as model.keras, after `after_fit(best)` if
-    given (its result is saved in state.json). The early-stopping patience counts
-    afresh after a resume.
+    given (its result is saved in state.json). A resumed run continues early
+    stopping's count from the checkpoint's history.
     """
     epochs, patience = config["epochs"], config["patience"]
     run_dir = Path(run_dir)
@@ -222,7 +254,7 @@ def fit(
         state = {"epoch": 0, "best": None, "monitor": monitor, "history": {}}
     callbacks = [
         RunCheckpoint(run_dir, monitor, mode, state),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
+        ResumedEarlyStopping(state["history"], monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]

@@ -49,3 +49,51 @@ def test_a_failed_write_leaves_the_previous_version(tmp_path):
         runs.atomic_write(target, fail)
     assert runs.load_json(target) == {"epoch": 1}
     assert [path.name for path in tmp_path.iterdir()] == ["state.json"]
+
+
+@pytest.fixture
+def saved_run(tmp_path):
+    """A forecasting run directory with its config, and a parser of `train`."""
+    from seqapps.apps import cli, get_app
+
+    app = get_app("forecasting")
+    run_dir = tmp_path / "run"
+    args = cli.build_parser(app).parse_args(["train", "--run-dir", str(run_dir), "--units", "8"])
+    _, config = runs.run_config(app.name, args, app.defaults)
+    runs.start_run(run_dir, app.name, config, {})
+
+    def resume(*flags):
+        args = cli.build_parser(app).parse_args(["train", "--resume", "--run-dir", str(run_dir), *flags])
+        return runs.run_config(app.name, args, app.defaults)[1]
+
+    return config, resume
+
+
+def test_a_resume_continues_with_the_runs_own_options(saved_run):
+    config, resume = saved_run
+    assert config["seed"] == 1337 and config["units"] == 8
+    assert resume() == config
+    assert resume("--units", "8", "--seed", "1337") == config  # agreeing options may be repeated
+
+
+def test_a_resume_refuses_options_that_differ_and_names_them(saved_run):
+    _, resume = saved_run
+    with pytest.raises(UsageError, match=r"differ: --units 16 \(the run has 8\); --seed 2 \(the run has 1337\)"):
+        resume("--units", "16", "--seed", "2")
+
+
+def test_a_resume_takes_more_epochs_and_records_them(saved_run, tmp_path):
+    config, resume = saved_run
+    assert resume("--epochs", "50")["epochs"] == 50 != config["epochs"]
+
+
+def test_early_stopping_continues_its_count_after_a_resume():
+    import keras
+
+    history = {"val_loss": [1.0, 0.5, 0.6, 0.7]}  # best at epoch 2, two epochs without improvement since
+    stopping = runs.ResumedEarlyStopping(history, monitor="val_loss", mode="min", patience=3)
+    stopping.set_model(keras.Sequential())
+    stopping.on_train_begin()
+    assert (stopping.best, stopping.wait) == (0.5, 2)
+    stopping.on_epoch_end(4, {"val_loss": 0.55})
+    assert stopping.model.stop_training  # as an uninterrupted run would have stopped after epoch 5
