@@ -160,7 +160,7 @@ def run_directory(run_dir: Path, strategy: tf.distribute.Strategy):
         yield Path(tmp)
 
 
-def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, initial_epoch, callbacks, verbose):
+def fit(model: keras.Model, train_data, validation_data, *, epochs, initial_epoch, callbacks, verbose):
     """`model.fit` on the strategy in scope (the model's); under multi-worker, the same done by hand."""
     strategy = model.distribute_strategy
     if not is_multi_worker(strategy):
@@ -174,11 +174,22 @@ def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, 
             verbose=verbose,
         )
         return
-    train = strategy.experimental_distribute_dataset(whole_batches(train_data, batch_size))
-    validation = strategy.experimental_distribute_dataset(whole_batches(validation_data, batch_size))
-    # Length-bucketed batches (translation) come in many shapes: trace few functions.
-    train_step = tf.function(lambda batch: strategy.run(model.train_step, args=(batch,)), reduce_retracing=True)
-    test_step = tf.function(lambda batch: strategy.run(model.test_step, args=(batch,)), reduce_retracing=True)
+    replicas = strategy.num_replicas_in_sync
+    train = strategy.experimental_distribute_dataset(equal_parts(train_data, replicas))
+    validation = strategy.experimental_distribute_dataset(equal_parts(validation_data, replicas))
+
+    def counted(step):
+        """`step` on every replica; returns how many real examples the batch held."""
+
+        def run(batch):
+            strategy.run(step, args=(batch,))
+            weights = strategy.run(lambda batch: tf.reduce_sum(batch[2]), args=(batch,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, weights, axis=None)
+
+        # Length-bucketed batches come in many shapes: trace few functions.
+        return tf.function(run, reduce_retracing=True)
+
+    train_step, test_step = counted(model.train_step), counted(model.test_step)
 
     # Reading a metric sums its variables across the workers: a collective operation,
     # so every worker reads them at the same points (and gets the same logs).
@@ -194,33 +205,45 @@ def fit(model: keras.Model, train_data, validation_data, *, batch_size, epochs, 
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callbacks.on_epoch_begin(epoch)
+        examples = 0  # counted, so that the history shows that every example took part
         for step, batch in enumerate(train):
             callbacks.on_train_batch_begin(step)
-            train_step(batch)
+            examples += int(train_step(batch))
             callbacks.on_train_batch_end(step, metrics())
-        logs = metrics()
+        logs = {**metrics(), "examples": examples}
         model.reset_metrics()
-        validation_steps = 0
-        for batch in validation:
-            test_step(batch)
-            validation_steps += 1
-        if not validation_steps:
-            raise UsageError(f"the validation split holds fewer examples than one batch (--batch-size {batch_size})")
-        logs |= metrics("val_")
+        examples = sum(int(test_step(batch)) for batch in validation)
+        if not examples:
+            raise UsageError("the validation split is empty")
+        logs |= {**metrics("val_"), "val_examples": examples}
         callbacks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
     callbacks.on_train_end(logs)
 
 
-def whole_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """`dataset` without its partial batches, sharded by batch parts (DATA auto-sharding).
+def equal_parts(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """`dataset` of (x, y) batches as (x, y, sample_weight), every batch padded with
+    blank examples of weight 0 to a multiple of `replicas`, and sharded by batch parts
+    (DATA auto-sharding): every replica gets an equal part of every batch.
 
-    Keras' losses average over each replica's part of the batch and divide by the
-    number of replicas: exact only when all parts have the same size, and a replica
-    with an empty part would report a NaN loss. So, under multi-worker, the last
-    partial batch of an epoch (fewer than `batch_size` examples) is left out."""
+    Keras' losses average over each replica's part and divide by the number of
+    replicas, and a replica with an empty part would report a NaN loss; so no part
+    may be empty or shorter than the others. The blanks weigh nothing in the metrics,
+    and in the loss they only add to the count it divides by, and only in a batch
+    whose size `replicas` does not divide (the last of each length bucket)."""
+
+    def pad(x, y):
+        size = tf.shape(tf.nest.flatten(x)[0])[0]
+        blanks = (replicas - size % replicas) % replicas
+
+        def padded(t):
+            blank = tf.fill(tf.concat([[blanks], tf.shape(t)[1:]], 0), tf.zeros([], t.dtype))
+            return tf.concat([t, blank], 0)
+
+        weights = tf.concat([tf.ones([size]), tf.zeros([blanks])], 0)
+        return tf.nest.map_structure(padded, x), tf.nest.map_structure(padded, y), weights
+
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    whole = dataset.filter(lambda *batch: tf.shape(tf.nest.flatten(batch)[0])[0] == batch_size)
-    return whole.with_options(options)
+    return dataset.map(pad).with_options(options)

@@ -20,8 +20,9 @@ def save_figure(fig, path, dpi=100):
 
 
 def plot_history(history, path):
-    """Learning curves: one panel per metric, training and validation together."""
-    metrics = [key for key in history if not key.startswith("val_") and key != "learning_rate"]
+    """Learning curves: one panel per metric, training and validation together (not
+    the learning rate, nor the examples counted under multi-worker)."""
+    metrics = [key for key in history if not key.startswith("val_") and key not in ("learning_rate", "examples")]
     if not metrics:
         return
     fig, axes = subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)

@@ -263,7 +263,6 @@ def fit(
         model,
         train_data,
         validation_data,
-        batch_size=config["batch_size"],
         epochs=epochs,
         initial_epoch=state["epoch"],
         callbacks=callbacks,

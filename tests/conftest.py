@@ -106,17 +106,19 @@ NEGATIVE = "awful terrible boring dull waste hated".split()
 NEUTRAL = "the film movie plot actor scene story music".split()
 
 
-def imdb_files(root, per_class=(20, 10), seed=0, reviews_per_movie=4):
+def imdb_files(root, per_class=(20, 10), seed=0, reviews_per_movie=4, long_every=0):
     """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal, and the
     urls_{pos,neg}.txt that name each review's movie: reviews i of both labels are
-    about movie i // reviews_per_movie (test movies are others than training movies)."""
+    about movie i // reviews_per_movie (test movies are others than training movies).
+    `long_every` k > 0: every k-th review is 600 words long, as IMDB's longest are."""
     rng = np.random.default_rng(seed)
     for split, count in zip(("train", "test"), per_class, strict=True):
         for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
             folder = root / "aclImdb" / split / label
             folder.mkdir(parents=True)
             for i in range(count):
-                text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
+                size = 600 if long_every and i % long_every == 0 else 12
+                text = " ".join(rng.choice(NEUTRAL + words * 2, size=size)) + ".<br /><br />" + rng.choice(words) + "!"
                 (folder / f"{i}_{rng.integers(*stars)}.txt").write_text(text.capitalize())
             first = 0 if split == "train" else 10**6
             movies = [first + i // reviews_per_movie for i in range(count)]

@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from seqapps.apps import distribute, forecasting, runs
+from seqapps.apps import distribute, forecasting, runs, sentiment
 from seqapps.apps.export import run_savedmodel_in_subprocess
+from seqapps.apps.sentiment import data as sentiment_data
 
 pytestmark = pytest.mark.distributed
 
@@ -100,6 +101,34 @@ def test_the_text_apps_train_on_two_workers(app, data, tmp_path, start_workers):
     assert len(runs.load_json(run_dir / "history.json")["val_loss"]) == 2
     assert (run_dir / "model.keras").is_file() and (run_dir / "learning_curves.png").is_file()
     assert not list((tmp_path / "tmp").iterdir()), "the other worker left files behind"
+
+
+def test_every_replica_gets_an_equal_part_of_every_batch():
+    import tensorflow as tf
+
+    texts = tf.constant([f"review {i}" for i in range(7)])
+    batches = tf.data.Dataset.from_tensor_slices((texts, tf.range(7.0))).batch(3)  # 3, 3 and 1 examples
+    parts = [[t.numpy() for t in batch] for batch in distribute.equal_parts(batches, replicas=2)]
+    assert [len(x) for x, _, _ in parts] == [4, 4, 2]
+    assert [list(w) for _, _, w in parts] == [[1, 1, 1, 0], [1, 1, 1, 0], [1, 0]]  # the blanks weigh nothing
+    assert [x[-1] for x, _, _ in parts] == [b"", b"", b""] and [y[-1] for _, y, _ in parts] == [0, 0, 0]
+    assert sum(w.sum() for _, _, w in parts) == 7  # every example is there
+
+
+@pytest.mark.slow
+def test_every_review_trains_on_two_workers_long_ones_too(tmp_path, make_imdb, start_workers):
+    """Long reviews come fewer to a batch, and every length bucket ends with a partial
+    batch: none is left out, and an epoch counts every training and validation review."""
+    data_dir = make_imdb(tmp_path / "imdb", per_class=(30, 4), long_every=3)
+    run_dir = tmp_path / "run"
+    args = ["--data-dir", str(data_dir), *TINY["sentiment"][:-2], "--limit", "50", "--batch-size", "8"]
+    finish(start_workers("sentiment", [*args, "--epochs", "2", "--run-dir", str(run_dir), "--verbose", "0"]))
+    history = runs.load_json(run_dir / "history.json")
+    config = {**sentiment.DEFAULTS, **runs.load_json(run_dir / "config.json")}
+    reviews = sentiment_data.load(config)
+    assert any(len(text.split()) > 512 for text in reviews.train[0])
+    assert history["examples"] == [len(reviews.train[0])] * 2
+    assert history["val_examples"] == [len(reviews.validation[0])] * 2
 
 
 @pytest.mark.slow
