@@ -9,18 +9,35 @@ commands. `App.train` is the one training flow:
 
 and `seqapps.tuning.AppHyperModel` runs the same steps for each trial, so the tuned model is
 the app's model.
+
+An app's package, this module and `cli` import neither TensorFlow nor Keras: an app names
+its functions with `deferred`, imported when first called, so that the command line
+parses its arguments, and answers `--help`, at once.
 """
 
 import argparse
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
-
-from seqapps.apps import cli, distribute, runs
+from seqapps.apps import cli
 from seqapps.apps.cli import UsageError
-from seqapps.layers import CELLS
+
+# The names of `seqapps.layers.CELLS`, here so that the option tables need not import
+# Keras (tests/test_cli.py checks that they agree).
+CELL_NAMES = ("lstm", "peephole", "cifg", "gru", "nig", "nfg", "nog", "niaf", "noaf", "fgr")
+
+
+def deferred(path: str) -> Callable:
+    """The function at `path` ("package.module:function"), imported at its first call."""
+    module, name = path.split(":")
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,7 @@ def recurrent_options(*, cell, units, layers, dropout, recurrent_dropout, bidire
     """The options of the recurrent layers every app has, with the app's defaults;
     `bidirectional=None` for an app whose layers only read forward (no such option)."""
     return [
-        Option("cell", cell, "recurrent cell", choices=list(CELLS)),
+        Option("cell", cell, "recurrent cell", choices=list(CELL_NAMES)),
         Option("units", units, "units per recurrent layer", cli.positive_int),
         Option("layers", layers, "number of stacked recurrent layers", cli.positive_int),
         *(
@@ -74,7 +91,7 @@ def recurrent_space(hp, units=(32, 64, 128), bidirectional=True) -> dict:
     """The hyperparameters every app tunes, the cell first of all (`hp` is a KerasTuner
     `HyperParameters`)."""
     return {
-        "cell": hp.Choice("cell", list(CELLS)),
+        "cell": hp.Choice("cell", list(CELL_NAMES)),
         "units": hp.Choice("units", list(units)),
         "layers": hp.Int("layers", 1, 2),
         **({"bidirectional": hp.Boolean("bidirectional", default=True)} if bidirectional else {}),
@@ -122,14 +139,14 @@ class App:
     monitor: str
     mode: str
     load: Callable[[dict], Any]
-    build_model: Callable[[dict, Any], keras.Model]
-    datasets: Callable[[dict, Any, keras.Model], tuple]
+    build_model: Callable[[dict, Any], Any]
+    datasets: Callable[[dict, Any, Any], tuple]
     search_space: Callable[[Any, dict], dict]
     evaluate: Callable[[argparse.Namespace], Any]
     predict: Callable[[argparse.Namespace], Any]
     export: Callable[[argparse.Namespace], Any]
     command_arguments: dict[str, list[tuple[tuple[str, ...], dict]]] = field(default_factory=dict)
-    after_fit: Callable[[dict, Any, keras.Model], dict] | None = None
+    after_fit: Callable[[dict, Any, Any], dict] | None = None
     run_files: Callable[[Any], dict] = lambda data: {}
     complete_config: Callable[[dict], dict] = lambda config: config
 
@@ -141,10 +158,14 @@ class App:
         """`seqapps <app> ...`: parse `argv` (default: sys.argv) and run the command."""
         return cli.run(self, argv)
 
-    def train(self, args: argparse.Namespace) -> keras.Model:
+    def train(self, args: argparse.Namespace):
         """The `train` command: a new run directory (or the one to --resume), then
         load -> build -> fit, on the tf.distribute strategy of --distribute. Returns
-        the best model."""
+        the best model (a `keras.Model`)."""
+        import keras
+
+        from seqapps.apps import distribute, runs
+
         if args.distribute == "multi-worker" and not args.run_dir:
             raise UsageError("--distribute multi-worker needs --run-dir: the chief writes it, and --resume reads it")
         run_dir, config = runs.run_config(self.name, args, self.defaults)

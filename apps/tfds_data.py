@@ -10,9 +10,11 @@ split, a seeded share of train stands in (`carve_splits`).
 import argparse
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from seqapps.apps.cli import UsageError
+
+# tensorflow_datasets (and with it TensorFlow) is imported where a dataset is read: the
+# apps' option tables use `dataset_type`, and the command line loads no TensorFlow.
 
 PREFIX = "tfds:"
 SPLITS = ("train", "validation", "test")
@@ -42,6 +44,8 @@ def dataset_type(*names: str):
 def tfds_builder(name: str, data_dir: str | None):
     """The TFDS builder of `name` with `data_dir` as its data directory. Its features
     are known before it is prepared; `prepare` makes its splits readable."""
+    import tensorflow_datasets as tfds
+
     try:
         return tfds.builder(name, data_dir=data_dir)
     except ValueError as e:  # an unknown dataset or config
@@ -94,6 +98,8 @@ def find_feature(builder, kind, given: str | None, what: str, option: str) -> st
 
 def read_split(builder, split: str, keys: list[str]) -> dict[str, np.ndarray]:
     """The columns `keys` of one split, as arrays (text as `str` objects)."""
+    import tensorflow_datasets as tfds
+
     columns = {key: [] for key in keys}
     for example in tfds.as_numpy(builder.as_dataset(split=split)):
         for key in keys:

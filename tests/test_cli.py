@@ -56,3 +56,33 @@ def test_version(capsys):
 
     main(["--version"])
     assert capsys.readouterr().out.strip() == f"seqapps {importlib.metadata.version('seqapps')}"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_help_answers_without_loading_tensorflow(name):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from seqapps.apps.__main__ import main\n"
+        "try:\n"
+        f"    main([{name!r}, 'train', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'tensorflow_datasets') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "--epochs" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert done.stderr == ""  # no TensorFlow start-up lines
+
+
+def test_the_option_tables_name_what_the_code_knows():
+    from seqapps.apps import app, forecasting, translation
+    from seqapps.apps.forecasting import model as forecasting_model
+    from seqapps.layers import ATTENTIONS, CELLS
+
+    assert app.CELL_NAMES == tuple(CELLS)
+    assert translation.ATTENTION_NAMES == tuple(ATTENTIONS)
+    assert forecasting.LOSSES == tuple(forecasting_model.LOSSES)

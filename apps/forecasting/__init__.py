@@ -20,8 +20,12 @@ test windows start `lookback` rows before their split's first target.
 """
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
-from seqapps.apps.forecasting import commands, data, model, windows
+from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
+from seqapps.apps.forecasting import data
+
+NORMALIZATIONS = ("last", "revin")  # of each window (model.SegmentRecurrentForecaster)
+# The names of `model.LOSSES`, without importing Keras (tests/test_cli.py checks them).
+LOSSES = ("mse", "mae")
 
 OPTIONS = [
     Option(
@@ -58,7 +62,7 @@ OPTIONS = [
         "normalization",
         "last",
         "how each window is normalised: subtract its last value (SegRNN), or its mean and divide by its std (RevIN)",
-        choices=list(model.NORMALIZATIONS),
+        choices=list(NORMALIZATIONS),
     ),
     # SegRNN's recipe for ETT (Lin et al. 2023), chosen over the earlier defaults on validation loss:
     # benchmarks/results/forecasting-recipe.md.
@@ -73,7 +77,7 @@ OPTIONS = [
         # benchmarks/results/forecasting-recipe.md.
         "mae",
         "training loss on the standardised scale (early stopping watches it too)",
-        choices=list(model.LOSSES),
+        choices=list(LOSSES),
     ),
 ]
 
@@ -94,13 +98,13 @@ APP = App(
     options=OPTIONS,
     monitor="val_loss",
     mode="min",
-    load=data.load,
-    build_model=model.build_model,
-    datasets=windows.datasets,
+    load=deferred("seqapps.apps.forecasting.data:load"),
+    build_model=deferred("seqapps.apps.forecasting.model:build_model"),
+    datasets=deferred("seqapps.apps.forecasting.windows:datasets"),
     search_space=search_space,
-    evaluate=commands.evaluate,
-    predict=commands.predict,
-    export=commands.export,
+    evaluate=deferred("seqapps.apps.forecasting.commands:evaluate"),
+    predict=deferred("seqapps.apps.forecasting.commands:predict"),
+    export=deferred("seqapps.apps.forecasting.commands:export"),
     command_arguments={
         "predict": [(("--output",), {"help": "write the forecast CSV here instead of printing it"})],
     },

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from seqapps.apps.cli import UsageError
@@ -113,6 +112,8 @@ def find_csv(dataset, data_dir):
             f"--dataset {dataset} is not served for direct download: get {benchmark.filename} from "
             f"{benchmark.source} and pass the directory holding it as --data-dir"
         )
+    import keras  # here: the option table reads this module, and the command line loads no Keras
+
     downloaded = Path(keras.utils.get_file(origin=benchmark.url, extract=benchmark.url.endswith(".zip")))
     return next(downloaded.rglob(benchmark.filename)) if downloaded.is_dir() else downloaded
 

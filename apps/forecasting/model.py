@@ -6,10 +6,9 @@ import math
 import keras
 from keras import ops
 
+from seqapps.apps.forecasting import NORMALIZATIONS
 from seqapps.apps.forecasting.windows import window_starts
 from seqapps.layers import make_rnn
-
-NORMALIZATIONS = ("last", "revin")
 
 
 @keras.saving.register_keras_serializable(package="seqapps")

@@ -13,8 +13,7 @@ and so inside the export.
 import argparse
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
-from seqapps.apps.sentiment import commands, data, model
+from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.tfds_data import dataset_type
 
 OPTIONS = [
@@ -72,7 +71,9 @@ def after_fit(config, reviews, best):
     """With --ngram-features: the two paths weighed on the validation reviews."""
     if not config["ngram_features"]:
         return {}
-    blend = model.blend_paths(best, reviews.validation)
+    from seqapps.apps.sentiment.model import blend_paths
+
+    blend = blend_paths(best, reviews.validation)
     print(
         f"Weighed the paths on validation: recurrent {blend['recurrent_weight']:.3f}, n-gram "
         f"{blend['ngram_weight']:.3f}; validation accuracy {blend['recurrent_val_accuracy']:.4f} (recurrent), "
@@ -87,13 +88,13 @@ APP = App(
     options=OPTIONS,
     monitor="val_accuracy",
     mode="max",
-    load=data.load,
-    build_model=model.build_model,
-    datasets=data.datasets,
+    load=deferred("seqapps.apps.sentiment.data:load"),
+    build_model=deferred("seqapps.apps.sentiment.model:build_model"),
+    datasets=deferred("seqapps.apps.sentiment.data:datasets"),
     search_space=search_space,
-    evaluate=commands.evaluate,
-    predict=commands.predict,
-    export=commands.export,
+    evaluate=deferred("seqapps.apps.sentiment.commands:evaluate"),
+    predict=deferred("seqapps.apps.sentiment.commands:predict"),
+    export=deferred("seqapps.apps.sentiment.commands:export"),
     after_fit=after_fit,
 )
 DEFAULTS = APP.defaults

@@ -19,10 +19,11 @@ spa, fra, deu, ...).
 import argparse
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, recurrent_options, recurrent_space, training_options
+from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.tfds_data import dataset_type
-from seqapps.apps.translation import commands, data, model
-from seqapps.layers import ATTENTIONS
+
+# The names of `seqapps.layers.ATTENTIONS`, without importing Keras (tests/test_cli.py checks them).
+ATTENTION_NAMES = ("additive", "dot", "general")
 
 OPTIONS = [
     Option(
@@ -36,7 +37,7 @@ OPTIONS = [
     Option("source", "spa", "source language: as in the pairs file names (eng, spa, fra, ...), or a TFDS text feature"),
     Option("target", "eng", "target language, likewise"),
     *recurrent_options(cell="lstm", units=128, layers=1, bidirectional=True, dropout=0.2, recurrent_dropout=0.0),
-    Option("attention", "additive", "attention over the encoder outputs", choices=list(ATTENTIONS)),
+    Option("attention", "additive", "attention over the encoder outputs", choices=list(ATTENTION_NAMES)),
     Option("embedding_dim", 256, "embedding size", cli.positive_int),
     Option("source_vocab_size", 15000, "source words known, padding and [UNK] included", cli.positive_int),
     Option("target_vocab_size", 8000, "target words known, padding and [UNK] included", cli.positive_int),
@@ -59,7 +60,7 @@ ATTENTION_PLOT = (
 def search_space(hp, config):
     return {
         **recurrent_space(hp, units=(64, 128, 256)),
-        "attention": hp.Choice("attention", list(ATTENTIONS)),
+        "attention": hp.Choice("attention", list(ATTENTION_NAMES)),
         "embedding_dim": hp.Choice("embedding_dim", [128, 256]),
     }
 
@@ -70,13 +71,13 @@ APP = App(
     options=OPTIONS,
     monitor="val_token_loss",  # per word over the whole validation split (model.TokenCrossEntropy)
     mode="min",
-    load=data.load,
-    build_model=model.build_model,
-    datasets=data.datasets,
+    load=deferred("seqapps.apps.translation.data:load"),
+    build_model=deferred("seqapps.apps.translation.model:build_model"),
+    datasets=deferred("seqapps.apps.translation.data:datasets"),
     search_space=search_space,
-    evaluate=commands.evaluate,
-    predict=commands.predict,
-    export=commands.export,
+    evaluate=deferred("seqapps.apps.translation.commands:evaluate"),
+    predict=deferred("seqapps.apps.translation.commands:predict"),
+    export=deferred("seqapps.apps.translation.commands:export"),
     command_arguments={"evaluate": [BEAM_SIZE], "predict": [BEAM_SIZE, ATTENTION_PLOT], "export": [BEAM_SIZE]},
 )
 DEFAULTS = APP.defaults
