@@ -131,6 +131,8 @@ class App:
         complete_config: `complete_config(config) -> config` with the options left
             unset (None) whose defaults depend on other options filled in
             (forecasting: the named dataset's lookback, horizon, segment and season).
+        presets: Named recipes, `train --preset NAME`: option -> value, applied over
+            the defaults and under the options given.
     """
 
     name: str
@@ -149,6 +151,7 @@ class App:
     after_fit: Callable[[dict, Any, Any], dict] | None = None
     run_files: Callable[[Any], dict] = lambda data: {}
     complete_config: Callable[[dict], dict] = lambda config: config
+    presets: dict[str, dict] = field(default_factory=dict)
 
     @property
     def defaults(self) -> dict:
@@ -168,7 +171,7 @@ class App:
 
         if args.distribute == "multi-worker" and not args.run_dir:
             raise UsageError("--distribute multi-worker needs --run-dir: the chief writes it, and --resume reads it")
-        run_dir, config = runs.run_config(self.name, args, self.defaults)
+        run_dir, config = runs.run_config(self.name, args, self.defaults, self.presets)
         config = self.complete_config(config)
         strategy = distribute.strategy(args.distribute, args.peer_timeout)  # first: it sets up TensorFlow
         distribute.check_batch_size(strategy, config["batch_size"])

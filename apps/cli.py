@@ -90,6 +90,14 @@ def build_parser(app) -> argparse.ArgumentParser:
     add_data_arguments(train)
     for option in app.options:
         add_option(train, option)
+    if app.presets:
+        recipes = "; ".join(
+            f"{name}: " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in preset.items())
+            for name, preset in app.presets.items()
+        )
+        train.add_argument(
+            "--preset", choices=list(app.presets), help=f"a named recipe; options given beside it win ({recipes})"
+        )
     train.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     train.add_argument("--seed", type=int, help=f"fixes splits, initialisation and shuffling (default: {DEFAULT_SEED})")

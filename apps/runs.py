@@ -114,10 +114,13 @@ RUN_ARGUMENTS = ("command", "resume", "run_dir", "verbose", "distribute", "peer_
 RESUME_OVERRIDES = ("epochs", "data_dir")
 
 
-def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path | None, dict]:
+def run_config(
+    app: str, args: argparse.Namespace, defaults: dict, presets: dict | None = None
+) -> tuple[Path | None, dict]:
     """The run directory and config of `train`, checked but not yet written.
 
-    New run: the app's `defaults` overridden by the options given, in a directory
+    New run: the app's `defaults`, overridden by the `presets` entry that --preset
+    names, overridden by the options given, in a directory
     that holds no run yet (None: a new one under runs/<app>/, made by `start_run`).
     On --resume: the saved config (with the defaults of options added since), so the
     run continues as it started. Options given with --resume must agree with it, but
@@ -144,7 +147,8 @@ def run_config(app: str, args: argparse.Namespace, defaults: dict) -> tuple[Path
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir and (run_dir / "config.json").exists():
         raise UsageError(already_a_run(run_dir))
-    config = {**defaults, "seed": DEFAULT_SEED}
+    preset = presets[args.preset] if getattr(args, "preset", None) else {}
+    config = {**defaults, "seed": DEFAULT_SEED, **preset}
     for key, value in vars(args).items():
         if key not in RUN_ARGUMENTS and (value is not None or key not in config):
             config[key] = value

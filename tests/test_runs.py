@@ -97,3 +97,18 @@ def test_early_stopping_continues_its_count_after_a_resume():
     assert (stopping.best, stopping.wait) == (0.5, 2)
     stopping.on_epoch_end(4, {"val_loss": 0.55})
     assert stopping.model.stop_training  # as an uninterrupted run would have stopped after epoch 5
+
+
+def test_a_preset_names_a_recipe_and_given_options_win():
+    from seqapps.apps import cli, get_app
+
+    app = get_app("forecasting")
+
+    def config_of(*flags):
+        args = cli.build_parser(app).parse_args(["train", *flags])
+        return runs.run_config(app.name, args, app.defaults, app.presets)[1]
+
+    config = config_of("--preset", "lookback-720")
+    assert (config["lookback"], config["segment"], config["preset"]) == (720, 48, "lookback-720")
+    assert config_of("--preset", "lookback-720", "--segment", "24")["segment"] == 24
+    assert config_of()["lookback"] is None  # the dataset's own default, filled in later
