@@ -26,6 +26,21 @@ def pytest_ignore_collect(collection_path, config):
         return collection_path.name not in BACKEND_NEUTRAL
 
 
+@pytest.fixture(autouse=True)
+def numpy_reads_torch_tensors(monkeypatch):
+    """Under torch, NumPy (the assertions) reads a layer's outputs as
+    `keras.ops.convert_to_numpy` does, detached from autograd: torch refuses
+    `np.asarray` on a tensor that requires grad, as every output of a Keras layer does."""
+    if BACKEND == "torch":
+        import torch
+
+        def as_array(tensor, dtype=None, copy=None):
+            array = tensor.detach().cpu().numpy()
+            return array if dtype is None else array.astype(dtype)
+
+        monkeypatch.setattr(torch.Tensor, "__array__", as_array)
+
+
 def pytest_report_header(config):
     if BACKEND != "tensorflow":
         neutral = ", ".join(sorted(BACKEND_NEUTRAL))

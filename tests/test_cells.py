@@ -210,9 +210,9 @@ def test_gradients_match_finite_differences(name, gradients, float64):
         value[index] += shift
         return value
 
-    # XLA's tanh on a CPU (JAX) is accurate to about 1e-8 even in float64: too coarse
-    # for a step of 1e-6, so JAX takes a larger step, and a looser tolerance for it.
-    eps, tolerance = (1e-3, 1e-3) if keras.backend.backend() == "jax" else (1e-6, 1e-6)
+    # On JAX (XLA's CPU tanh) and PyTorch the float64 forward pass is exact only to
+    # about 1e-9, too coarse for a step of 1e-6: a larger step, and a looser tolerance.
+    eps, tolerance = (1e-6, 1e-6) if keras.backend.backend() == "tensorflow" else (1e-3, 1e-3)
     rng = np.random.default_rng(4)
     for number, grad in enumerate(grads):  # x, then each weight
         var = None if number == 0 else layer.trainable_weights[number - 1]
@@ -317,7 +317,7 @@ def test_mixed_float16(name):
         keras.mixed_precision.set_global_policy("float32")
     half.set_weights(weights.values())
     out = half(x)
-    assert out.dtype == "float16"
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
     assert all(w.dtype == "float32" for w in half.weights)
     np.testing.assert_allclose(np.asarray(out, np.float32), full(x), atol=2e-2)
 
