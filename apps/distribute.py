@@ -242,6 +242,9 @@ def equal_parts(dataset: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
             return tf.concat([t, blank], 0)
 
         weights = tf.concat([tf.ones([size]), tf.zeros([blanks])], 0)
+        # One weight per example, broadcast over its losses: per step where a target has
+        # steps and variables (forecasting: losses (batch, horizon), weights (batch, 1)).
+        weights = tf.reshape(weights, [-1] + [1] * max(0, len(tf.nest.flatten(y)[0].shape) - 2))
         return tf.nest.map_structure(padded, x), tf.nest.map_structure(padded, y), weights
 
     options = tf.data.Options()

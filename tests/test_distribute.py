@@ -113,6 +113,9 @@ def test_every_replica_gets_an_equal_part_of_every_batch():
     assert [list(w) for _, _, w in parts] == [[1, 1, 1, 0], [1, 1, 1, 0], [1, 0]]  # the blanks weigh nothing
     assert [x[-1] for x, _, _ in parts] == [b"", b"", b""] and [y[-1] for _, y, _ in parts] == [0, 0, 0]
     assert sum(w.sum() for _, _, w in parts) == 7  # every example is there
+    windows = tf.data.Dataset.from_tensor_slices((tf.zeros([3, 24, 2]), tf.zeros([3, 12, 2]))).batch(3)
+    _, _, weights = next(iter(distribute.equal_parts(windows, replicas=2)))
+    assert weights.shape == (4, 1)  # broadcast over each window's losses per step
 
 
 @pytest.mark.slow
