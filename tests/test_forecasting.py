@@ -315,6 +315,26 @@ def test_each_window_is_normalised_on_its_own(normalization):
     assert SegmentRecurrentForecaster.from_config(layer.get_config()).normalization == normalization
 
 
+def test_the_learning_rate_warms_up_holds_then_decays_by_epoch(series_csv):
+    from seqapps.apps.forecasting.model import learning_rate
+
+    config = config_for(series_csv, epochs=7, learning_rate=1e-3, lr_decay=0.8, lr_warmup=0.04)
+    series = data.load_series(config, None)
+    steps = -(-len(windows.window_starts(series, "train", config)) // config["batch_size"])
+    schedule = learning_rate(config, series)
+    by_epoch = [float(schedule(steps * epoch + 1)) for epoch in range(7)]  # a step inside each epoch
+    expected = [4e-5, 1e-3, 1e-3, 1e-3, 8e-4, 6.4e-4, 5.12e-4]  # SegRNN's code, in effect
+    np.testing.assert_allclose(by_epoch, expected, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(steps - 1)), 4e-5, rtol=1e-6)  # the first epoch's last step
+    assert learning_rate({**config, "lr_decay": 1.0, "lr_warmup": 1.0}, series) == 1e-3  # constant: no schedule
+
+
+def test_adam_takes_segrnns_beta_1_and_epsilon(series_csv):
+    config = config_for(series_csv, adam_beta_1=0.95, adam_epsilon=1e-8, units=8, epochs=1)
+    optimizer = build_model(config, data.load_series(config, None)).optimizer
+    assert (optimizer.beta_1, optimizer.epsilon) == (0.95, 1e-8)
+
+
 def test_the_mae_loss_is_standardised_and_the_mse_still_measured(series_csv):
     config = {**config_for(series_csv), "units": 4, "loss": "mae"}
     series = data.load_series(config, None)

@@ -72,6 +72,14 @@ OPTIONS = [
         "lr_decay", 0.9, "after the fourth epoch, multiply the learning rate by this every epoch", cli.positive_float
     ),
     Option(
+        "lr_warmup",
+        1.0,
+        "train the first epoch at this times the learning rate (SegRNN's code, in effect: 0.04)",
+        cli.positive_float,
+    ),
+    Option("adam_beta_1", 0.9, "Adam's beta_1 (SegRNN's code, in effect: 0.95)", cli.fraction),
+    Option("adam_epsilon", 1e-7, "Adam's epsilon (Keras' default; PyTorch's: 1e-8)", cli.positive_float),
+    Option(
         "loss",
         # MAE beat MSE on validation MSE at horizons 96, 192 and 720 and lost by 0.4 % at 336:
         # benchmarks/results/forecasting-recipe.md.

@@ -220,14 +220,19 @@ LOSSES = {"mse": StandardizedMeanSquaredError, "mae": StandardizedMeanAbsoluteEr
 
 
 def learning_rate(config, series):
-    """The learning rate, or with `lr_decay` != 1 SegRNN's schedule ("type3"): constant
-    for four epochs, then multiplied by `lr_decay` after each epoch."""
-    if config["lr_decay"] == 1 or config["epochs"] <= 4:
+    """The learning rate of each epoch, as a schedule where it changes: SegRNN's "type3"
+    with `lr_decay` != 1 (constant for four epochs, then multiplied by `lr_decay` after
+    each epoch), and with `lr_warmup` != 1 the first epoch at `lr_warmup` times the rate
+    (SegRNN's code effectively trains its first epoch at 1/25 of it: the OneCycleLR
+    scheduler it builds and never steps sets that rate until its first adjustment)."""
+    rates = [
+        config["learning_rate"] * (config["lr_warmup"] if epoch == 0 else 1.0) * config["lr_decay"] ** max(0, epoch - 3)
+        for epoch in range(config["epochs"])
+    ]
+    if len(set(rates)) == 1:
         return config["learning_rate"]
     steps = math.ceil(len(window_starts(series, "train", config)) / config["batch_size"])
-    boundaries = [steps * epoch for epoch in range(4, config["epochs"])]
-    rates = [config["learning_rate"] * config["lr_decay"] ** k for k in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
+    return keras.optimizers.schedules.PiecewiseConstantDecay([steps * epoch for epoch in range(1, len(rates))], rates)
 
 
 def build_model(config, series):
@@ -260,7 +265,9 @@ def build_model(config, series):
     # loss is still measured (and its recipe chosen) on the benchmark's metric.
     mse = keras.metrics.MeanMetricWrapper(StandardizedMeanSquaredError(scale), name="standardized_mse")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, series)),
+        optimizer=keras.optimizers.Adam(
+            learning_rate(config, series), beta_1=config["adam_beta_1"], epsilon=config["adam_epsilon"]
+        ),
         loss=LOSSES[config["loss"]](scale),
         metrics=["mae", mse],
     )
