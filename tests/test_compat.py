@@ -3,6 +3,8 @@
 and compute what they computed then."""
 
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -20,8 +22,21 @@ def expected():
 
 
 def load(name):
-    importlib.import_module(f"seqapps.apps.{name}")  # registers the app's layers, functions and losses
+    importlib.import_module(f"seqapps.apps.{name}.commands")  # registers the app's layers, functions and losses
     return keras.saving.load_model(MODELS / f"{name}.keras", compile=False)
+
+
+@pytest.mark.parametrize("name", ["sentiment", "translation", "forecasting"])
+def test_the_commands_load_saved_models_in_a_fresh_process(name):
+    """What `seqapps <app> evaluate | predict | export` import registers every custom
+    object of the app's models, with nothing else imported before."""
+    script = (
+        f"import seqapps.apps.{name}.commands\n"
+        "from seqapps.apps import runs\n"
+        f"print(type(runs.load_model({str(MODELS / f'{name}.keras')!r})).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_sentiment_model_of_0_1_loads(expected):

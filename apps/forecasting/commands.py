@@ -10,6 +10,7 @@ from seqapps.apps import runs
 from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.forecasting import baselines
+from seqapps.apps.forecasting import model as _registers  # noqa: F401  the layers and losses saved models name
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
 from seqapps.apps.forecasting.windows import window_chunks, window_starts, windows
 from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts

@@ -13,6 +13,7 @@ from seqapps.apps import runs
 from seqapps.apps.cli import UsageError, as_bytes, read_inputs
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
 from seqapps.apps.plots import plot_attention
+from seqapps.apps.translation import model as _registers  # noqa: F401  the model and metrics saved models name
 from seqapps.apps.translation.data import split_data
 from seqapps.apps.translation.text import normalize_text
 
