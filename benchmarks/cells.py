@@ -114,39 +114,53 @@ def probe_memory(variant, args):
     print(peak_rss_mib())
 
 
+def median_throughputs(models, x, y, args):
+    """Warm every model up (tracing), then time them in `args.repeats` interleaved rounds:
+    (train, inference) median samples/s, by the keys of `models`."""
+    for model in models.values():
+        model.train_on_batch(x, y)
+        model.predict_on_batch(x)
+    train = {key: [] for key in models}
+    infer = {key: [] for key in models}
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1}/{args.repeats}", flush=True)
+        for key, model in models.items():
+            train[key].append(throughput(lambda model=model: model.train_on_batch(x, y), args.batch, args.steps))
+            infer[key].append(throughput(lambda model=model: model.predict_on_batch(x), args.batch, args.steps))
+    return tuple({key: float(np.median(values)) for key, values in times.items()} for times in (train, infer))
+
+
+THROUGHPUT_COLUMNS = [
+    ("train_samples_per_s", "train samples/s", "{:.0f}"),
+    ("train_ratio", "train vs built-in", "{:.2f}x"),
+    ("infer_samples_per_s", "inference samples/s", "{:.0f}"),
+    ("infer_ratio", "inference vs built-in", "{:.2f}x"),
+]
+
+
 def measure_gpu(args):
     """Each GPU variant with and without jit_compile: rows for cells-gpu.{json,md}."""
-    backend = keras.backend.backend()
     x, y = batch(args.batch, args.length)
     models = {}
     for name in args.variants:
         for jit in (False, True):
             keras.utils.set_random_seed(0)
-            model = build_model(name, args.length, jit_compile=jit)
-            model.train_on_batch(x, y)  # trace and warm up
-            model.predict_on_batch(x)
-            layer = model.layers[1]
-            models[name, jit] = model, bool(getattr(layer, "fused", False)), model.jit_compile
-    train = {key: [] for key in models}
-    infer = {key: [] for key in models}
-    for round_ in range(args.repeats):
-        print(f"round {round_ + 1}/{args.repeats}", flush=True)
-        for key, (model, _, _) in models.items():
-            train[key].append(throughput(lambda model=model: model.train_on_batch(x, y), args.batch, args.steps))
-            infer[key].append(throughput(lambda model=model: model.predict_on_batch(x), args.batch, args.steps))
+            models[name, jit] = build_model(name, args.length, jit_compile=jit)
+    train, infer = median_throughputs(models, x, y, args)
     rows = []
-    for (name, jit), (_, fused, jit_on) in models.items():
+    for (name, jit), model in models.items():
         reference = (VARIANTS[name][1], jit)
+        fused = bool(getattr(model.layers[1], "fused", False))
         rows.append(
             {
-                "backend": backend,
+                "backend": keras.backend.backend(),
                 "layer": name,
-                "jit_compile": jit_on,
+                "jit_compile": model.jit_compile,
                 "path": "built-in" if name.startswith("keras.") else ("cuDNN" if fused else "generic loop"),
-                "train_samples_per_s": float(np.median(train[name, jit])),
-                "infer_samples_per_s": float(np.median(infer[name, jit])),
-                "train_ratio": float(np.median(train[name, jit]) / np.median(train[reference])),
-                "infer_ratio": float(np.median(infer[name, jit]) / np.median(infer[reference])),
+                "train_samples_per_s": train[name, jit],
+                "infer_samples_per_s": infer[name, jit],
+                "train_ratio": train[name, jit] / train[reference],
+                "infer_ratio": infer[name, jit] / infer[reference],
                 "reference": VARIANTS[name][1],
             }
         )
@@ -180,10 +194,7 @@ def main():
             ("layer", "layer", "{}"),
             ("jit_compile", "jit_compile", "{}"),
             ("path", "runs on", "{}"),
-            ("train_samples_per_s", "train samples/s", "{:.0f}"),
-            ("train_ratio", "train vs built-in", "{:.2f}x"),
-            ("infer_samples_per_s", "inference samples/s", "{:.0f}"),
-            ("infer_ratio", "inference vs built-in", "{:.2f}x"),
+            *THROUGHPUT_COLUMNS,
             ("reference", "built-in", "{}"),
         ]
         return save("cells-gpu", rows, columns, settings)
@@ -192,39 +203,25 @@ def main():
     keras.utils.set_random_seed(0)
     x, y = batch(args.batch, args.length)
     models = {name: build_model(name, args.length) for name in args.variants}
-    for model in models.values():  # trace and warm up
-        model.train_on_batch(x, y)
-        model.predict_on_batch(x)
-
-    train = {name: [] for name in models}
-    infer = {name: [] for name in models}
-    for round_ in range(args.repeats):
-        print(f"round {round_ + 1}/{args.repeats}", flush=True)
-        for name, model in models.items():
-            train[name].append(throughput(lambda model=model: model.train_on_batch(x, y), args.batch, args.steps))
-            infer[name].append(throughput(lambda model=model: model.predict_on_batch(x), args.batch, args.steps))
-
+    train, infer = median_throughputs(models, x, y, args)
     rows = []
     for name in models:
         reference = VARIANTS[name][1]
         row = {
             "layer": name,
             "reference": reference,
-            "train_samples_per_s": float(np.median(train[name])),
-            "infer_samples_per_s": float(np.median(infer[name])),
+            "train_samples_per_s": train[name],
+            "infer_samples_per_s": infer[name],
             "peak_rss_mib": peak_memory_mib(name, args),
         }
         if reference in models:
-            row["train_ratio"] = row["train_samples_per_s"] / float(np.median(train[reference]))
-            row["infer_ratio"] = row["infer_samples_per_s"] / float(np.median(infer[reference]))
+            row["train_ratio"] = train[name] / train[reference]
+            row["infer_ratio"] = infer[name] / infer[reference]
         rows.append(row)
 
     columns = [
         ("layer", "layer", "{}"),
-        ("train_samples_per_s", "train samples/s", "{:.0f}"),
-        ("train_ratio", "train vs built-in", "{:.2f}x"),
-        ("infer_samples_per_s", "inference samples/s", "{:.0f}"),
-        ("infer_ratio", "inference vs built-in", "{:.2f}x"),
+        *THROUGHPUT_COLUMNS,
         ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
         ("reference", "built-in", "{}"),
     ]
