@@ -47,8 +47,8 @@ def export_savedmodel(
     in a process that imports only TensorFlow, on `examples`, and must give
     `expected` (output name -> array) exactly, or within `atol` (and rtol 1e-5); if
     not, nothing is published. The recurrent layers are traced on their generic loop
-    (never cuDNN), so the export serves on any device. `files` (name -> JSON-able data) are written beside
-    saved_model.pb.
+    (never cuDNN), so the export serves on any device. `files` (name -> JSON-able data)
+    are written beside saved_model.pb.
     """
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,8 @@ def run_config(
     `--epochs` (to train longer or shorter) and `--data-dir` (the files may have
     moved), which are taken and saved.
     """
-    given = {key: value for key, value in vars(args).items() if key not in RUN_ARGUMENTS and value is not None}
+    arguments = {key: value for key, value in vars(args).items() if key not in RUN_ARGUMENTS}
+    given = {key: value for key, value in arguments.items() if value is not None}
     if args.resume:
         if not args.run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue")
@@ -148,11 +149,8 @@ def run_config(
     if run_dir and (run_dir / "config.json").exists():
         raise UsageError(already_a_run(run_dir))
     preset = presets[args.preset] if getattr(args, "preset", None) else {}
-    config = {**defaults, "seed": DEFAULT_SEED, **preset}
-    for key, value in vars(args).items():
-        if key not in RUN_ARGUMENTS and (value is not None or key not in config):
-            config[key] = value
-    return run_dir, config
+    # The arguments left out that have no default (--data-dir, --limit) are kept as None.
+    return run_dir, {**arguments, **defaults, "seed": DEFAULT_SEED, **preset, **given}
 
 
 def already_a_run(run_dir: Path) -> str:
