@@ -60,6 +60,7 @@ COLUMNS = [
     ("train_minutes", "training min", "{:.1f}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("device", "ran on", "{}"),
+    ("note", "note", "{}"),
 ]
 
 
@@ -139,23 +140,27 @@ def main():
     parser.add_argument("--lookback", type=int, default=96)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1337], help="(default: train's, 1337)")
     parser.add_argument("--name", default="forecasting", help="results file name (default: %(default)s)")
+    parser.add_argument("--note", help="said in each new row, e.g. that other work ran beside it (its minutes)")
     parser.add_argument("train_options", nargs="*", help="more `train` options, after --")
     args = parser.parse_args()
 
     path = RESULTS_DIR / f"{args.name}.json"
-    rows = json.loads(path.read_text())["results"] if path.exists() else []
+
+    def saved_rows():  # read again before each write: another run may have added rows meanwhile
+        return json.loads(path.read_text())["results"] if path.exists() else []
+
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     options = " ".join(args.train_options)
     for cell in args.cells:
         for horizon in args.horizons:
             for seed in args.seeds:
                 key = (cell, args.lookback, horizon, seed, options)
-                if any((r["cell"], r["lookback"], r["horizon"], r["seed"], r["options"]) == key for r in rows):
+                if any((r["cell"], r["lookback"], r["horizon"], r["seed"], r["options"]) == key for r in saved_rows()):
                     print(f"done already: {key}")
                     continue
-                rows.append(run(cell, args.lookback, horizon, seed, args.train_options, data))
-                write(args.name, rows)
-    print(markdown_table(rows, COLUMNS))
+                row = run(cell, args.lookback, horizon, seed, args.train_options, data) | {"note": args.note}
+                write(args.name, saved_rows() + [row])
+    print(markdown_table(saved_rows(), COLUMNS))
     print(f"\nSaved {path} and {path.with_suffix('.md')}")
 
 
