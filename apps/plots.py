@@ -55,25 +55,25 @@ def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
     save_figure(fig, path)
 
 
-def plot_forecasts(history, actual, forecasts, targets, path, max_targets=3):
-    """Sample test windows (first, middle, last): history, actual future and each forecast.
+def plot_forecasts(history, actual, forecasts, targets, path, window_numbers, max_targets=3):
+    """Some test windows: history, actual future and each forecast.
 
     `history` (windows, lookback, targets), `actual` (windows, horizon, targets),
     `forecasts` name -> array shaped like `actual`; the first is drawn boldest.
+    `window_numbers`: each window's place among the test windows, for the titles.
     """
-    samples = sorted({0, len(actual) // 2, len(actual) - 1})
     rows = min(max_targets, len(targets))
-    fig, axes = subplots(rows, len(samples), figsize=(5 * len(samples), 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, len(actual), figsize=(5 * len(actual), 2.8 * rows), squeeze=False)
     lookback, horizon = history.shape[1], actual.shape[1]
     past, future = np.arange(-lookback, 0), np.arange(horizon)
     for row in range(rows):
-        for col, window in enumerate(samples):
-            ax = axes[row][col]
+        for window, number in enumerate(window_numbers):
+            ax = axes[row][window]
             ax.plot(past, history[window, :, row], color="gray", lw=1, label="history")
             ax.plot(future, actual[window, :, row], color="black", lw=1.5, label="actual")
             for k, (name, forecast) in enumerate(forecasts.items()):
                 ax.plot(future, forecast[window, :, row], lw=2 if k == 0 else 1, ls="-" if k == 0 else "--", label=name)
-            ax.set_title(f"{targets[row]}, test window {window}")
+            ax.set_title(f"{targets[row]}, test window {number}")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small")
     save_figure(fig, path, dpi=90)

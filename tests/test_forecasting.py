@@ -1,6 +1,7 @@
 """The forecasting app on synthetic series with a known pattern."""
 
 import json
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -80,6 +81,36 @@ def test_model_beats_persistence_on_a_known_pattern(run_dir, capsys):
     assert "seasonal_naive" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_evaluate_streams_the_test_windows(tmp_path, write_series, monkeypatch):
+    """Memory stays flat in the number of test windows: evaluate cuts, forecasts and
+    scores them a chunk at a time, and the chunks give the metrics of one piece."""
+    width = 16
+    csv = write_series(tmp_path / "wide.csv", rows=3000, columns=tuple(f"v{k}" for k in range(width)))
+    run_dir = tmp_path / "run"
+    train = ["train", "--dataset", str(csv), "--run-dir", str(run_dir), "--epochs", "1", "--limit", "64"]
+    forecasting.main(train + TINY)
+    whole = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
+    monkeypatch.setattr(windows, "CHUNK_ROWS", 20 * width)  # 20 windows a chunk
+
+    def evaluate_traced(limit):
+        tracemalloc.start()
+        metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir), "--limit", str(limit)])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return metrics, peak
+
+    evaluate_traced(100)  # first calls at this chunk size build what later calls reuse
+    _, few = evaluate_traced(100)
+    chunked, many = evaluate_traced(whole["test_windows"])
+    for name in ("model", "linear", "seasonal_naive"):
+        assert chunked[name]["mse"] == pytest.approx(whole[name]["mse"], rel=1e-5)
+        np.testing.assert_allclose(chunked[name]["per_step"]["mae"], whole[name]["per_step"]["mae"], rtol=1e-5)
+    # What the extra windows' histories, futures and four forecasts would take whole:
+    extra_bytes = (whole["test_windows"] - 100) * (24 + 5 * 12) * width * 4
+    assert whole["test_windows"] > 500 and many - few < extra_bytes / 4
+
+
 def test_statistics_come_from_the_training_split_only(tmp_path, write_series):
     def shift_the_test_part(lines):
         for line in lines[1000:]:
@@ -114,7 +145,7 @@ def test_splits_are_chronological_and_windows_stay_inside(series_csv):
     history, future = windows.windows(series, test_starts, config)
     np.testing.assert_array_equal(history[0], series.values[936:960])
     np.testing.assert_array_equal(future[-1], series.values[-12:])
-    chunks = list(windows.window_chunks(series, "test", config, rows=3 * 100))  # 3 targets: 100 windows a chunk
+    chunks = list(windows.window_chunks(series, test_starts, config, rows=3 * 100))  # 3 targets: 100 windows a chunk
     assert [len(h) for h, _ in chunks] == [100, 100, len(history) - 200]
     np.testing.assert_array_equal(np.concatenate([h for h, _ in chunks]), history)
     np.testing.assert_array_equal(np.concatenate([f for _, f in chunks]), future)
@@ -348,19 +379,38 @@ def test_the_mae_loss_is_standardised_and_the_mse_still_measured(series_csv):
     np.testing.assert_allclose(results["standardized_mse"], np.square(scaled).mean(), rtol=1e-4)
 
 
-def test_missing_values_are_refused_or_filled(tmp_path, capsys, write_series):
+def test_missing_values_are_refused_or_filled_from_the_past_only(tmp_path, capsys, write_series):
+    origin = 1105  # the forecast origin of a test window whose history ends inside a gap
+
     def blank(lines):
         lines[100][2] = ""
         lines[101][2] = "NaN"
+        for line in lines[1100:1110]:
+            line[1] = ""
+
+    def blank_and_change_the_future(lines):
+        blank(lines)
+        for line in lines[origin:]:
+            line[1:] = [f"{float(v) + 5:.5f}" if v else v for v in line[1:]]
 
     csv = write_series(tmp_path / "gaps.csv", edit=blank)
     err = error_of(["train", "--dataset", str(csv), "--run-dir", str(tmp_path / "r")], capsys)
-    assert "2 missing value(s), first at line 102 column 'temp'" in err and "--fill interpolate" in err
-    for fill in ("interpolate", "ffill"):
-        series = data.load_series(config_for(csv, fill=fill), None)
-        assert not np.isnan(series.values).any()
-    filled = data.load_series(config_for(csv, fill="ffill"), None).values
-    assert filled[100, 1] == filled[99, 1] and filled[101, 1] == filled[99, 1]
+    assert "12 missing value(s), first at line 102 column 'temp'" in err and "--fill ffill" in err
+    config = config_for(csv, fill="ffill")
+    filled = data.load_series(config, None).values
+    assert not np.isnan(filled).any()
+    assert filled[100, 1] == filled[101, 1] == filled[99, 1] and (filled[1100:1110, 0] == filled[1099, 0]).all()
+    assert origin - config["lookback"] in windows.window_starts(data.load_series(config, None), "test", config)
+    changed = write_series(tmp_path / "changed.csv", edit=blank_and_change_the_future)
+    refilled = data.load_series(config_for(changed, fill="ffill"), None).values
+    np.testing.assert_array_equal(refilled[:origin], filled[:origin])  # nothing before the origin moved
+    assert not np.allclose(refilled[origin:], filled[origin:])
+
+    lead = write_series(tmp_path / "lead.csv", edit=lambda lines: lines[0].__setitem__(3, ""))
+    with pytest.raises(data.UsageError, match=r"column 'OT' starts with missing values \(first value at line 3\)"):
+        data.load_series(config_for(lead, fill="ffill"), None)
+    with pytest.raises(data.UsageError, match="--fill interpolate is no longer offered"):  # a saved config of 0.2
+        data.load_series(config_for(csv, fill="interpolate"), None)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,13 @@ OPTIONS = [
     Option("time_format", None, "strptime format of the times (default: detected, e.g. ISO 8601, Y/M/D H:M)"),
     Option("features", None, "comma-separated input columns (default: all but the time)"),
     Option("targets", None, "comma-separated columns to forecast (default: all features)"),
-    Option("fill", None, "fill missing values (default: refuse)", choices=["interpolate", "ffill"]),
+    Option(
+        "fill",
+        None,
+        "fill missing values (default: refuse them); ffill: each gap takes the last value before it, "
+        "never a later one, so no window sees past its forecast origin",
+        choices=["ffill"],
+    ),
     Option(
         "drop_duplicates", False, "keep the first of rows with the same time (default: refuse)", action="store_true"
     ),

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -17,63 +18,87 @@ from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
 from seqapps.apps.tables import text_table
 
 
-def forecast_errors(predicted, actual, std):
-    """MSE and MAE on the standardised scale, and MAE in raw units: overall, per target, per step."""
-    error = predicted - actual
-    scaled = error / std
-    return {
-        "mse": float(np.mean(scaled**2)),
-        "mae": float(np.mean(np.abs(scaled))),
-        "mae_raw": float(np.mean(np.abs(error))),
-        "per_target": {
-            "mse": np.mean(scaled**2, axis=(0, 1)).tolist(),
-            "mae": np.mean(np.abs(scaled), axis=(0, 1)).tolist(),
-            "mae_raw": np.mean(np.abs(error), axis=(0, 1)).tolist(),
-        },
-        "per_step": {
-            "mse": np.mean(scaled**2, axis=(0, 2)).tolist(),
-            "mae": np.mean(np.abs(scaled), axis=(0, 2)).tolist(),
-        },
-    }
+class ForecastErrors:
+    """A forecast's errors over the test windows, summed a chunk of windows at a time
+    (so that evaluate's memory stays flat in their number): MSE and MAE on the
+    standardised scale and MAE in raw units, overall, per target and per step."""
+
+    def __init__(self, std):
+        self.std, self.windows, self.sums = std, 0, None
+
+    def add(self, predicted, actual):
+        error = predicted - actual
+        scaled = error / self.std
+        sums = {  # over windows, per (step, target)
+            "mse": np.sum(scaled**2, axis=0, dtype="float64"),
+            "mae": np.sum(np.abs(scaled), axis=0, dtype="float64"),
+            "mae_raw": np.sum(np.abs(error), axis=0, dtype="float64"),
+        }
+        self.sums = sums if self.sums is None else {k: self.sums[k] + sums[k] for k in sums}
+        self.windows += len(actual)
+
+    def metrics(self):
+        mean = {k: total / self.windows for k, total in self.sums.items()}
+        return {
+            **{k: float(np.mean(m)) for k, m in mean.items()},
+            "per_target": {k: np.mean(m, axis=0).tolist() for k, m in mean.items()},
+            "per_step": {k: np.mean(mean[k], axis=1).tolist() for k in ("mse", "mae")},
+        }
 
 
 def evaluate(args):
     model, run_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config = runs.load_json(run_dir / "config.json")
     series = load_series(config, args.data_dir or config["data_dir"])
+    lookback, horizon, season = config["lookback"], config["horizon"], config["season"]
+    index, std = series.target_index, series.std[series.target_index]
+    linear = baselines.fit_linear(
+        window_chunks(series, window_starts(series, "train", config), config),
+        window_chunks(series, window_starts(series, "val", config), config),
+        index,
+        std,
+    )
+
+    def forecasts(seasonal_history):
+        history = seasonal_history[:, -lookback:]
+        return {
+            "model": model.predict(history, batch_size=256, verbose=0),
+            "persistence": baselines.persistence(history, index, horizon),
+            "seasonal_naive": baselines.seasonal_naive(seasonal_history, index, horizon, season),
+            "linear": baselines.linear(history, index, linear, std),
+        }
+
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
-    lookback = config["lookback"]
-    seasonal_history, actual = windows(
-        series, window_starts(series, "test", config), config, history_length=max(lookback, config["season"])
-    )
-    if args.limit:
-        seasonal_history, actual = seasonal_history[: args.limit], actual[: args.limit]
-    history = seasonal_history[:, -lookback:]
-    index, horizon, std = series.target_index, config["horizon"], series.std[series.target_index]
-    linear = baselines.fit_linear(
-        window_chunks(series, "train", config), window_chunks(series, "val", config), index, std
-    )
-    forecasts = {
-        "model": model.predict(history, batch_size=256, verbose=1),
-        "persistence": baselines.persistence(history, index, horizon),
-        "seasonal_naive": baselines.seasonal_naive(seasonal_history, index, horizon, config["season"]),
-        "linear": baselines.linear(history, index, linear, std),
-    }
+    history_length = max(lookback, season)
+    starts = window_starts(series, "test", config)[: args.limit]
+    errors = {}
+    progress = keras.utils.Progbar(len(starts), unit_name="window")
+    for seasonal_history, actual in window_chunks(series, starts, config, history_length):
+        for name, predicted in forecasts(seasonal_history).items():
+            errors.setdefault(name, ForecastErrors(std)).add(predicted, actual)
+        progress.add(len(actual))
     metrics = {
-        "test_windows": len(history),
+        "test_windows": len(starts),
         "targets": series.targets,
         "horizon": horizon,
-        **{name: forecast_errors(predicted, actual, std) for name, predicted in forecasts.items()},
+        **{name: forecast_errors.metrics() for name, forecast_errors in errors.items()},
     }
     runs.save_json(run_dir / "metrics.json", metrics)
-    plot_forecasts(history[:, :, index], actual, forecasts, series.targets, run_dir / "forecasts.png")
-    plot_error_by_horizon(
-        {name: metrics[name]["per_step"]["mse"] for name in forecasts}, run_dir / "error_by_horizon.png"
+    samples = sorted({0, len(starts) // 2, len(starts) - 1})  # first, middle, last: cut and forecast again
+    seasonal_history, actual = windows(series, starts[samples], config, history_length)
+    plot_forecasts(
+        seasonal_history[:, -lookback:, index],
+        actual,
+        forecasts(seasonal_history),
+        series.targets,
+        run_dir / "forecasts.png",
+        window_numbers=samples,
     )
-    print(f"\nTest windows: {len(history):,}; horizon {horizon}; targets {', '.join(series.targets)}")
+    plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in errors}, run_dir / "error_by_horizon.png")
+    print(f"\nTest windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
     print("MSE and MAE on the standardised scale:")
-    print(metrics_table(metrics, list(forecasts)))
+    print(metrics_table(metrics, list(errors)))
     print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png and error_by_horizon.png")
     return metrics
 

@@ -228,26 +228,29 @@ def check_times(times, drop_duplicates, path):
 
 
 def fill_missing(values, columns, fill, path):
+    """Refuse missing values, or forward-fill them: each gap takes the last value
+    before it, so that no value depends on anything after its own time (a test
+    window's history never sees past its forecast origin)."""
     missing = np.isnan(values)
     if not missing.any():
         return values
     rows, cols = np.nonzero(missing)
     where = ", ".join(f"line {r + 2} column {columns[c]!r}" for r, c in list(zip(rows, cols, strict=True))[:3])
     if fill is None:
-        raise UsageError(
-            f"{path}: {missing.sum()} missing value(s), first at {where}; pass --fill interpolate or --fill ffill"
-        )
+        raise UsageError(f"{path}: {missing.sum()} missing value(s), first at {where}; pass --fill ffill")
+    if fill != "ffill":  # a saved config of 0.2, whose interpolation read values after the gap
+        raise UsageError(f"--fill {fill} is no longer offered (it read values after each gap); use --fill ffill")
     filled = values.copy()
     for c in range(values.shape[1]):
-        known = np.flatnonzero(~missing[:, c])
-        if known.size == 0:
-            raise UsageError(f"{path}: column {columns[c]!r} has no values at all")
-        if fill == "interpolate":
-            filled[:, c] = np.interp(np.arange(len(values)), known, values[known, c])
-        else:  # ffill; leading gaps take the first known value
-            index = np.maximum.accumulate(np.where(missing[:, c], 0, np.arange(len(values))))
-            index[: known[0]] = known[0]
-            filled[:, c] = values[index, c]
+        if missing[0, c]:
+            first = np.flatnonzero(~missing[:, c])
+            line = f"line {first[0] + 2}" if first.size else "nowhere"
+            raise UsageError(
+                f"{path}: column {columns[c]!r} starts with missing values (first value at {line}): "
+                "there is nothing earlier to fill them from; start the file where every column has a value"
+            )
+        index = np.maximum.accumulate(np.where(missing[:, c], 0, np.arange(len(values))))
+        filled[:, c] = values[index, c]
     return filled
 
 

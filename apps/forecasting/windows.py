@@ -27,13 +27,16 @@ def windows(series: Series, starts, config, history_length=None):
     return history, future
 
 
-def window_chunks(series: Series, split, config, rows=50_000):
-    """The split's windows as `windows` gives them, in chunks of about `rows` (window,
-    target) pairs, so that a wide series (321 variables, lookback 720) fits in memory."""
-    starts = window_starts(series, split, config)
-    size = max(1, rows // len(series.target_index))
+CHUNK_ROWS = 50_000
+
+
+def window_chunks(series: Series, starts, config, history_length=None, rows=None):
+    """The windows that start at `starts`, as `windows` gives them, in chunks of about
+    `rows` (window, target) pairs (default CHUNK_ROWS), so that memory stays flat in
+    the number of windows: a wide series (321 variables, lookback 720) fits."""
+    size = max(1, (rows or CHUNK_ROWS) // len(series.target_index))
     for i in range(0, len(starts), size):
-        yield windows(series, starts[i : i + size], config)
+        yield windows(series, starts[i : i + size], config, history_length)
 
 
 def dataset(series: Series, split, config, shuffle_seed=None):
