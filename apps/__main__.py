@@ -7,6 +7,7 @@ from seqapps.apps import APPS, get_app
 
 USAGE = f"""usage: seqapps <app> {{train,evaluate,predict,export}} [options]
        seqapps tune <app> [options]
+       seqapps serve EXPORT_DIR [options]
        seqapps --version
 
 apps: {", ".join(APPS)}
@@ -27,6 +28,13 @@ def main(argv=None):
 
         tune(rest)
         return  # the console script exits with main()'s return value: None is success
+    if app == "serve":
+        try:
+            from seqapps.apps.serving import main as serve
+        except ModuleNotFoundError as error:
+            sys.exit(f"seqapps serve: error: {error.name} is missing: pip install 'seqapps[serve]'")
+        serve(rest)
+        return
     if app not in APPS:
         sys.exit(f"seqapps: error: unknown app {app!r}; choose from: {', '.join(APPS)}")
     get_app(app).main(rest)
