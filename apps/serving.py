@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import signal
 import socket
 import sys
@@ -26,27 +27,33 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import tensorflow as tf
 from fastapi.responses import ORJSONResponse
 from kserve import Model  # KServe 0.21 parses sys.argv on import (parse_known_args: ours pass through)
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
+from kserve.logging import configure_logging, logger
 from kserve.model_repository import ModelRepository
 from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
-from tensorflow.core.framework import types_pb2
 
-from seqapps.apps.cli import UsageError, positive_int
-from seqapps.apps.export import is_savedmodel
+from seqapps.apps.cli import UsageError, checked_number, positive_int
 
 MAX_BATCH = 1024  # instances in one request
 MAX_BODY_BYTES = 16 * 2**20
+BODY_SECONDS = 30  # for a request body to arrive
 SIGNATURE = "serving_default"
 APP = "kserve.model_server:app"  # KServe's REST server adds its routes to this app, whatever it is told
 
+# TensorFlow is imported where it is used: a worker process of --workers N imports this
+# module first, and must answer its supervisor's pings within 5 s while it then loads.
+
 PREDICTORS = {}  # name -> the predictor this process serves, for the TF Serving routes below
+
+
+class BadRequest(InvalidInput):
+    """A request the predictor refuses (400), logged in one line, not with a traceback."""
 
 
 def served_export(path) -> Path:
@@ -54,9 +61,9 @@ def served_export(path) -> Path:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path} does not exist: give an export (saved_models/<app>/<version>) or its app's directory")
-    if is_savedmodel(path):
+    if (path / "saved_model.pb").is_file():
         return path
-    versions = [p for p in path.iterdir() if p.name.isdigit() and is_savedmodel(p)]
+    versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
     if not versions:
         raise UsageError(f"{path} holds no SavedModel, nor integer versions of one: export a run first")
     return max(versions, key=lambda p: int(p.name))
@@ -70,9 +77,10 @@ class SavedModelPredictor(Model):
         super().__init__(name)
         self.path = Path(path)
         self.version = int(self.path.name) if self.path.name.isdigit() else 1
-        self.load()
 
     def load(self) -> bool:
+        import tensorflow as tf
+
         try:
             self.saved_model = tf.saved_model.load(str(self.path))
         except (OSError, ValueError, tf.errors.OpError) as error:
@@ -87,7 +95,7 @@ class SavedModelPredictor(Model):
         PREDICTORS[self.name] = self
         return self.ready
 
-    # Each process of `--workers N` unpickles the predictor and loads the SavedModel itself.
+    # A worker process of `--workers N` gets the predictor unloaded and loads it itself.
     def __getstate__(self):
         return {"name": self.name, "path": self.path}
 
@@ -95,28 +103,42 @@ class SavedModelPredictor(Model):
         self.__init__(**state)
 
     async def predict(self, payload, headers=None):
+        # Parsing a large batch takes a while: off the event loop, as the model's call.
+        return await asyncio.get_running_loop().run_in_executor(None, self.answer, payload)
+
+    def answer(self, payload):
         if isinstance(payload, bytes):  # KServe passes on a body not labelled JSON (curl -d); TF Serving reads it
             try:
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as error:
-                raise InvalidInput(f"Unrecognized request format: {error}") from None
+                raise BadRequest(f"Unrecognized request format: {error}") from None
         inputs, row_format = parse_request(payload, self.inputs)
-        outputs = await asyncio.get_running_loop().run_in_executor(None, self.run, inputs)
-        return format_response(outputs, row_format)
+        return format_response(self.run(inputs), row_format)
 
     def run(self, inputs):
+        import tensorflow as tf
+
         try:
             outputs = self.signature(**{name: tf.constant(value) for name, value in inputs.items()})
         except tf.errors.InvalidArgumentError as error:  # the graph's own checks, e.g. a history with NaN
-            raise InvalidInput(error.message.splitlines()[0]) from None
+            raise BadRequest(reason(error)) from None
+        except tf.errors.OpError as error:
+            raise InferenceError(reason(error)) from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def reason(error):
+    """The line of a TensorFlow error that says what went wrong, not where."""
+    lines = [line.strip() for line in error.message.splitlines()]
+    said = [line for line in lines if line and not line.startswith(("Graph execution error", "Detected at node", "[["))]
+    return said[0] if said else type(error).__name__
 
 
 def warm_up_inputs(specs):
     """One example of each input: a word for strings, zeros (finite) for numbers."""
     return {
         name: np.array([b"warm up"], dtype=object)
-        if spec.dtype == tf.string
+        if spec.dtype.name == "string"
         else np.zeros([1, *(d or 1 for d in spec.shape[1:])], spec.dtype.as_numpy_dtype)
         for name, spec in specs.items()
     }
@@ -126,9 +148,9 @@ def parse_request(body, specs):
     """The named input arrays of a TF Serving REST request body (decoded JSON), checked
     against the signature's input `specs`; and whether it came in the row format."""
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise InvalidInput('send a JSON object with "instances" (row format) or "inputs" (columnar format)')
+        raise BadRequest('send a JSON object with "instances" (row format) or "inputs" (columnar format)')
     if body.get("signature_name", SIGNATURE) != SIGNATURE:
-        raise InvalidInput(f"unknown signature_name {body['signature_name']!r}: the model has {SIGNATURE!r}")
+        raise BadRequest(f"unknown signature_name {body['signature_name']!r}: the model has {SIGNATURE!r}")
     names = list(specs)
 
     def by_name(value, where):  # a single input may be given without its name
@@ -136,98 +158,110 @@ def parse_request(body, specs):
             unknown, missing = set(value) - set(names), set(names) - set(value)
             if unknown or missing:
                 problem = f"unknown input {min(unknown)!r}" if unknown else f"missing input {min(missing)!r}"
-                raise InvalidInput(f"{problem} in {where}; the model takes {', '.join(map(repr, names))}")
+                raise BadRequest(f"{problem} in {where}; the model takes {', '.join(map(repr, names))}")
             return value
         if len(names) > 1:
-            raise InvalidInput(f"{where} must be an object of the inputs {', '.join(map(repr, names))}")
+            raise BadRequest(f"{where} must be an object of the inputs {', '.join(map(repr, names))}")
         return {names[0]: value}
 
     if "instances" in body:
         if not isinstance(body["instances"], list):
-            raise InvalidInput('"instances" must be a list, one entry per example')
+            raise BadRequest('"instances" must be a list, one entry per example')
+        check_batch(body["instances"])
         instances = [by_name(instance, "an instance") for instance in body["instances"]]
         columns = {name: [instance[name] for instance in instances] for name in names}
     else:
         columns = by_name(body["inputs"], '"inputs"')
-    arrays = {name: input_array(name, columns[name], spec) for name, spec in specs.items()}
-    batch = {len(array) for array in arrays.values()}
-    if len(batch) > 1:
-        raise InvalidInput(f"the inputs differ in batch size: {sorted(batch)}")
-    if batch == {0}:
-        raise InvalidInput("the batch is empty: send at least one example")
-    if batch.pop() > MAX_BATCH:
-        raise InvalidInput(f"a batch holds at most {MAX_BATCH} examples: split the request")
-    return arrays, "instances" in body
+        for value in columns.values():
+            check_batch(value)
+    return {name: input_array(name, columns[name], spec) for name, spec in specs.items()}, "instances" in body
+
+
+def check_batch(values):
+    if not isinstance(values, list) or not values:
+        raise BadRequest("the batch is empty: send at least one example" if values == [] else "send a list of examples")
+    if len(values) > MAX_BATCH:
+        raise BadRequest(f"a batch holds at most {MAX_BATCH} examples: split the request")
 
 
 def input_array(name, value, spec):
     """`value` (nested JSON lists) as an array of the input's type and shape, or a 400."""
-    if spec.dtype == tf.string:
-        array = np.array(strings(name, value), dtype=object)
+    if spec.dtype.name == "string":
+        array = np.array(strings(name, value, len(spec.shape)), dtype=object)
+        if not all(isinstance(item, bytes) for item in array.flat):  # ragged lists
+            raise BadRequest(f"input {name!r} must be a regular nested list of strings (every row as long)")
     else:
         try:
             array = np.array(value)
         except ValueError:  # ragged
             array = np.array(None)
         if array.dtype.kind not in "iuf":  # strings, booleans, None, ragged lists
-            raise InvalidInput(f"input {name!r} must be numbers in a regular nested list (every row as long)")
+            raise BadRequest(f"input {name!r} must be numbers in a regular nested list (every row as long)")
         array = array.astype(spec.dtype.as_numpy_dtype)
         if not np.isfinite(array).all():
-            raise InvalidInput(f"input {name!r} holds NaN or Inf: send finite numbers")
+            raise BadRequest(f"input {name!r} holds NaN or Inf: send finite numbers")
     expected = tuple(spec.shape)
     if array.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape, strict=True)):
         wanted = "[" + ", ".join("any" if d is None else str(d) for d in expected) + "]"
-        raise InvalidInput(f"input {name!r} has shape {list(array.shape)}; the model takes {wanted}")
+        raise BadRequest(f"input {name!r} has shape {list(array.shape)}; the model takes {wanted}")
     return array
 
 
-def strings(name, value):
-    """A nested list of JSON strings or {"b64": ...} objects, as the same nest of bytes."""
+def strings(name, value, depth):
+    """A nest of JSON strings or {"b64": ...} objects, at most `depth` lists deep, as the same nest of bytes."""
     if isinstance(value, list):
-        return [strings(name, item) for item in value]
+        if not depth:
+            raise BadRequest(f"input {name!r} is nested deeper than its shape")
+        return [strings(name, item, depth - 1) for item in value]
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
             return base64.b64decode(value["b64"], validate=True)
         except binascii.Error:
-            raise InvalidInput(f"input {name!r}: a b64 value is not valid base64") from None
-    raise InvalidInput(f'input {name!r} must be strings (or {{"b64": ...}} objects), got {type(value).__name__}')
+            raise BadRequest(f"input {name!r}: a b64 value is not valid base64") from None
+    raise BadRequest(f'input {name!r} must be strings (or {{"b64": ...}} objects), got {type(value).__name__}')
 
 
-def json_value(value):
-    """An output array or element as JSON: strings decoded, numbers as Python numbers."""
+def json_value(value, binary=False):
+    """An output array or element as JSON: numbers as Python numbers, strings decoded,
+    or, for an output whose name ends in "_bytes" (`binary`), as {"b64": ...} as TF Serving gives them."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return {"b64": base64.b64encode(value).decode()} if binary else value.decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray) and value.dtype == object:
-        return [json_value(item) for item in value]
+        return [json_value(item, binary) for item in value]
     return value.tolist()
 
 
 def format_response(outputs, row_format):
     """TF Serving's answer: "predictions" (one entry per example; an object of the
     outputs when there are several) or "outputs" (the batch of each output)."""
+    values = {name: json_value(array, name.endswith("_bytes")) for name, array in outputs.items()}
+    if len(values) == 1:
+        return {"predictions" if row_format else "outputs": next(iter(values.values()))}
     if not row_format:
-        if len(outputs) == 1:
-            return {"outputs": json_value(next(iter(outputs.values())))}
-        return {"outputs": {name: json_value(array) for name, array in outputs.items()}}
-    if len(outputs) == 1:
-        return {"predictions": json_value(next(iter(outputs.values())))}
-    batch = len(next(iter(outputs.values())))
-    return {"predictions": [{name: json_value(array[i]) for name, array in outputs.items()} for i in range(batch)]}
+        return {"outputs": values}
+    batch = {len(value) if isinstance(value, list) else None for value in values.values()}
+    if len(batch) != 1 or None in batch:
+        raise BadRequest('the outputs differ in batch size: ask for the columnar format ("inputs")')
+    return {"predictions": [{name: value[i] for name, value in values.items()} for i in range(batch.pop())]}
 
 
 # -- KServe's web application, which its REST server serves (in every worker process:
 # they import this module to unpickle the predictor) with its routes after ours --------
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """A request body over MAX_BODY_BYTES (413), or slower than BODY_SECONDS (408)."""
+
+    def __init__(self, status):
+        self.status = status
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes is refused (413) before it is
-    read whole, whether its Content-Length says so or its chunks add up to it."""
+    """ASGI middleware: a request body over `limit` bytes is refused (413), whether its
+    Content-Length says so or its chunks add up to it, and one that stops arriving
+    is given up (408), never waited for."""
 
     def __init__(self, app, limit):
         self.app, self.limit = app, limit
@@ -237,34 +271,54 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.limit:
-            return await too_large(send)
-        received = 0
+            # Read (and drop) what the client sends first, up to a bound: a client that
+            # writes its whole body before it reads would otherwise meet a reset connection.
+            with contextlib.suppress(asyncio.TimeoutError, BodyRefused):
+                while (await next_part(receive, 4 * self.limit, [0])).get("more_body"):
+                    pass
+            return await refuse(send, 413)
+        received = [0]
+        try:
+            await self.app(scope, lambda: next_part(receive, self.limit, received), send)
+        except BodyRefused as error:  # raised where the body was read: the answer has not started
+            await refuse(send, error.status)
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise BodyTooLarge
-            return message
 
-        await self.app(scope, limited_receive, send)
+async def next_part(receive, limit, received):
+    try:
+        message = await asyncio.wait_for(receive(), BODY_SECONDS)
+    except asyncio.TimeoutError:
+        raise BodyRefused(408) from None
+    received[0] += len(message.get("body", b""))
+    if received[0] > limit:
+        raise BodyRefused(413)
+    return message
 
 
-async def too_large(send):
-    body = b'{"error": "the request body is over %d bytes: split the batch"}' % MAX_BODY_BYTES
-    # Closing the connection is the way to stop the client's unread bytes (HTTP/1.1 has no other).
+async def refuse(send, status):
+    error = {
+        413: f"the request body is over {MAX_BODY_BYTES} bytes: split the batch",
+        408: f"the request body did not arrive within {BODY_SECONDS} s",
+    }[status]
+    # Closing the connection is the way to drop a client's unread bytes (HTTP/1.1 has no other).
     headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": orjson.dumps({"error": error})})
 
 
-async def body_too_large(request, error):
-    return ORJSONResponse({"error": f"the request body is over {MAX_BODY_BYTES} bytes: split the batch"}, 413)
+async def bad_request(request, error):
+    logger.warning("400 %s: %s", request.url.path, error)
+    return ORJSONResponse({"error": str(error)}, 400)
 
 
 app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-app.add_exception_handler(BodyTooLarge, body_too_large)
+app.add_exception_handler(BadRequest, bad_request)
+
+
+@app.api_route("/v2/repository/{path:path}", methods=["GET", "POST"])
+async def no_repository(path: str):
+    """KServe's model repository API would let any client unload the model: not offered."""
+    return ORJSONResponse({"error": "the model repository API is not served"}, 404)
 
 
 def not_found(name):
@@ -289,6 +343,8 @@ async def model_metadata(name: str):
         return not_found(name)
     predictor = PREDICTORS[name]
 
+    from tensorflow.core.framework import types_pb2
+
     def tensors(specs):
         return {
             key: {
@@ -310,6 +366,11 @@ async def model_metadata(name: str):
 # -- the command ---------------------------------------------------------------------
 
 
+def port_number(text):
+    """An argparse type: a TCP port, 0 for any free one."""
+    return checked_number(text, int, "a port number", lambda value: 0 <= value <= 65535, "between 0 and 65535")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="seqapps serve",
@@ -319,42 +380,63 @@ def main(argv=None):
     parser.add_argument("export", help="an export (saved_models/<app>/<version>), or its app's directory: the latest")
     parser.add_argument("--name", help="the model's name in the URLs (default: the app's directory, e.g. sentiment)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0: all)")
-    parser.add_argument("--port", type=int, default=8080, help="(default: %(default)s; 0: any free port)")
+    parser.add_argument("--port", type=port_number, default=8080, help="(default: %(default)s; 0: any free port)")
     parser.add_argument("--workers", type=positive_int, default=1, help="server processes (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         path = served_export(args.export)
         name = args.name or (path.parent.name if path.name.isdigit() else path.name)
-        predictor = SavedModelPredictor(name, path)
+        SavedModelPredictor(name, path).load()  # refuse a bad export here, in one line
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         try:
-            listener = socket.create_server((args.host, args.port))
+            listener = socket.create_server((args.host, args.port), family=family)
         except OSError as error:
             where = f"{args.host}:{args.port}"
             raise UsageError(f"cannot listen on {where} ({error.strerror}): pass another --port or --host") from None
     except UsageError as error:
         parser.exit(2, f"seqapps serve: error: {error}\n")
+    configure_logging()  # KServe's and uvicorn's log lines, as KServe's ModelServer has them
+    # The server's own predictor loads in the process that serves it (in each worker).
     repository = ModelRepository()
-    repository.update(predictor)
+    repository.update(SavedModelPredictor(name, path))
     dataplane, extension = DataPlane(model_registry=repository), ModelRepositoryExtension(model_registry=repository)
-    host, port = listener.getsockname()[:2]
-    print(f"Serving {name} version {predictor.version} ({path}) at http://{host}:{port}/v1/models/{name}:predict")
+    port = listener.getsockname()[1]
+    print(
+        f"Serving {name} version {int(path.name) if path.name.isdigit() else 1} ({path}) at "
+        f"http://{args.host}:{port}/v1/models/{name}:predict"
+    )
     sys.stdout.flush()
+    server = LoadingRESTServer(APP, dataplane, extension, port, workers=args.workers)
+    server.config.host = args.host  # KServe writes 0.0.0.0 there; uvicorn only names it in its log
     try:
         if args.workers == 1:
             # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises it again: exit quietly then.
             for stop in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(stop, lambda signum, frame: sys.exit(0))
-            RESTServer(APP, dataplane, extension, port).run(sockets=[listener])
+            server.run(sockets=[listener])
         else:
-            # KServe's ModelServer would bind every interface; its process supervisor, on our socket, does not.
             workers = RESTServerMultiProcess(APP, dataplane, extension, port, workers=args.workers)
+            workers._rest_server = server  # (KServe 0.21 has no argument for it)
             asyncio.run(supervise(workers, listener))
     finally:
         print(f"Stopped serving {name}")
 
 
+class LoadingRESTServer(RESTServer):
+    """KServe's REST server, loading its models before it serves: in a worker process,
+    only once the worker answers its supervisor's pings (which it must within 5 s, far
+    less than TensorFlow takes to load a model)."""
+
+    def run(self, sockets=None):
+        for model in self.dataplane.model_registry.get_models().values():
+            if not model.ready:
+                model.load()
+        super().run(sockets=sockets)
+
+
 async def supervise(workers, listener):
-    """Start the worker processes on `listener`, restart any that dies, stop all on SIGINT or SIGTERM."""
+    """KServe's supervisor of worker processes on our socket (its own would bind every
+    interface): start them, restart any that dies, stop all on SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
     for stop in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(stop, workers.should_exit.set)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -47,13 +48,16 @@ class Server:
 
     def __init__(self, export, *options):
         command = [sys.executable, "-m", "seqapps.apps", "serve", str(export), "--port", "0", *options]
+        # The server's log goes to a file: a pipe nobody reads would fill and stop it.
+        self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            command, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True
         )
-        line = (
-            self.process.stdout.readline()
-        )  # "Serving NAME version V (PATH) at http://HOST:PORT/v1/models/NAME:predict"
-        assert line.startswith("Serving"), line + self.process.stderr.read()
+        # "Serving NAME version V (PATH) at http://HOST:PORT/v1/models/NAME:predict"
+        line = self.process.stdout.readline()
+        if not line.startswith("Serving"):
+            self.log.seek(0)
+            raise AssertionError(line + self.log.read()[-3000:])
         self.url = line.split(" at ")[-1].strip()
         self.base = self.url.split("/v1/")[0]
         self.name = line.split()[1]
@@ -160,6 +164,9 @@ HOSTILE = [
     ("wrong input name", "sentiment", body_of({"inputs": {"review": ["a"]}}), 400, "unknown input 'review'"),
     ("wrong type", "sentiment", body_of({"instances": [3.5]}), 400, "must be strings"),
     ("bad base64", "sentiment", body_of({"instances": [{"b64": "%%%"}]}), 400, "not valid base64"),
+    ("ragged strings", "sentiment", body_of({"instances": ["a", ["b"]]}), 400, "nested deeper than its shape"),
+    ("deep nesting", "sentiment", b'{"instances": ' + b"[" * 900 + b"]" * 900 + b"}", 400, "nested deeper"),
+    ("a number as the batch", "sentiment", body_of({"inputs": 3}), 400, "send a list of examples"),
     ("empty batch", "sentiment", body_of({"instances": []}), 400, "the batch is empty"),
     (
         "batch over the limit",
@@ -185,6 +192,20 @@ def test_hostile_requests_get_a_4xx_and_the_server_goes_on(servers, what, app, b
     assert "\n" not in answer["error"] and "Traceback" not in answer["error"]
     valid = {"instances": ["fine"]} if app == "sentiment" else {"inputs": history(1).tolist()}
     assert server.predict(valid)[0] == 200
+
+
+def test_the_model_repository_api_is_not_served(servers):
+    server = servers["sentiment"]
+    assert server.request(f"/v2/repository/models/{server.name}/unload", b"{}")[0] == 404
+    assert server.predict({"instances": ["still here"]})[0] == 200
+
+
+def test_a_whole_body_over_the_limit_gets_its_413(servers):
+    """A client that writes its whole body before it reads (urllib, requests) reads the 413."""
+    server = servers["sentiment"]
+    status, answer = server.predict({"instances": ["x" * 1000] * 17_000})
+    assert status == 413 and "request body is over" in answer["error"]
+    assert server.predict({"instances": ["fine"]})[0] == 200
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(servers):
@@ -215,6 +236,9 @@ def test_refuses_a_missing_or_wrong_export_with_one_line(tmp_path, capsys):
             serving.main([str(export)])
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+    with pytest.raises(SystemExit):
+        serving.main([str(tmp_path), "--port", "70000"])
+    assert "must be between 0 and 65535" in capsys.readouterr().err
 
 
 def test_two_workers_serve_and_stop_on_sigterm(exports):
@@ -223,6 +247,8 @@ def test_two_workers_serve_and_stop_on_sigterm(exports):
         # The first request waits in the socket's backlog while the workers load the model.
         assert server.predict({"instances": TEXTS})[0] == 200
         assert server.stop() == 0 and "Stopped serving" in server.process.stdout.read()
+        server.log.seek(0)
+        assert "died" not in server.log.read()  # no worker was taken for hung while it loaded
 
 
 def test_a_body_without_json_content_type_is_read_as_json_and_sigterm_stops_cleanly(exports):
