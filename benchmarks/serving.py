@@ -189,7 +189,7 @@ def main():
     rows = []
     settings = {
         "client": "threads, one keep-alive connection each, same machine",
-        "server": "seqapps serve --workers 1 (uvicorn, KServe's default executor: min(32, cores + 4) threads)",
+        "server": "seqapps serve --workers 1: one uvicorn process, asyncio's default executor (min(32, cores + 4) threads)",
         "seconds_per_row": args.seconds,
         "exports": f"each app's defaults trained with --epochs 1 --limit {args.limit}",
         "translation": "beam search, beam 4 (the export's default)",
