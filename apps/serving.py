@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -30,7 +31,7 @@ import orjson
 from fastapi.responses import ORJSONResponse
 from kserve import Model  # KServe 0.21 parses sys.argv on import (parse_known_args: ours pass through)
 from kserve.errors import InferenceError, InvalidInput
-from kserve.logging import configure_logging, logger
+from kserve.logging import KSERVE_TRACE_LOGGER_NAME, configure_logging, logger
 from kserve.model_repository import ModelRepository
 from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
@@ -395,7 +396,8 @@ def main(argv=None):
             raise UsageError(f"cannot listen on {where} ({error.strerror}): pass another --port or --host") from None
     except UsageError as error:
         parser.exit(2, f"seqapps serve: error: {error}\n")
-    configure_logging()  # KServe's and uvicorn's log lines, as KServe's ModelServer has them
+    configure_logging()  # KServe's and uvicorn's log lines, as KServe's ModelServer has them,
+    logging.getLogger(KSERVE_TRACE_LOGGER_NAME).setLevel(logging.WARNING)  # less two timing lines per request
     # The server's own predictor loads in the process that serves it (in each worker).
     repository = ModelRepository()
     repository.update(SavedModelPredictor(name, path))

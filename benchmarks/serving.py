@@ -69,12 +69,15 @@ def rss_mib(pid):
 
 
 class Server:
-    def __init__(self, export):
-        command = [sys.executable, "-m", "seqapps.apps", "serve", str(export), "--port", "0"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.process.stdout.readline()
-        if not line.startswith("Serving"):
-            sys.exit(f"the server did not start: {line}")
+    def __init__(self, export, name):
+        command = [sys.executable, "-m", "seqapps.apps", "serve", str(export), "--port", "0", "--name", name]
+        # Its output (an access log line per request) goes to a file: a pipe would fill and stop it.
+        log = WORK_DIR / f"{name}-server.log"
+        self.process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        while not (line := next((x for x in log.read_text().splitlines() if x.startswith("Serving")), None)):
+            if self.process.poll() is not None:
+                sys.exit(f"the server did not start (see {log})")
+            time.sleep(0.5)
         url = line.split(" at ")[-1].strip()
         self.host, rest = url.removeprefix("http://").split(":", 1)
         self.port, self.path = int(rest.split("/", 1)[0]), "/" + rest.split("/", 1)[1]
@@ -189,7 +192,7 @@ def main():
     rows = []
     settings = {
         "client": "threads, one keep-alive connection each, same machine",
-        "server": "seqapps serve --workers 1: one uvicorn process, asyncio's default executor (min(32, cores + 4) threads)",
+        "server": "seqapps serve --workers 1: one uvicorn process, asyncio's default executor (6 threads here)",
         "seconds_per_row": args.seconds,
         "exports": f"each app's defaults trained with --epochs 1 --limit {args.limit}",
         "translation": "beam search, beam 4 (the export's default)",
@@ -202,7 +205,7 @@ def main():
         for batch in (1, BATCH):
             rows.append(row(app, "in process", batch, 1, in_process(export, inputs, batch, args.seconds)))
             print(rows[-1], flush=True)
-        server = Server(export)
+        server = Server(export, app)
         try:
             for concurrency in SINGLE_CONCURRENCY:
                 rows.append(row(app, "seqapps serve", 1, concurrency, load(server, single, concurrency, args.seconds)))

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -48,19 +49,20 @@ class Server:
 
     def __init__(self, export, *options):
         command = [sys.executable, "-m", "seqapps.apps", "serve", str(export), "--port", "0", *options]
-        # The server's log goes to a file: a pipe nobody reads would fill and stop it.
-        self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True
-        )
+        # Its output (an access log line per request) goes to a file: a pipe would fill and stop it.
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         # "Serving NAME version V (PATH) at http://HOST:PORT/v1/models/NAME:predict"
-        line = self.process.stdout.readline()
-        if not line.startswith("Serving"):
-            self.log.seek(0)
-            raise AssertionError(line + self.log.read()[-3000:])
+        while not (line := next((x for x in self.output().splitlines() if x.startswith("Serving")), None)):
+            assert self.process.poll() is None, self.output()[-3000:]
+            time.sleep(0.2)
         self.url = line.split(" at ")[-1].strip()
         self.base = self.url.split("/v1/")[0]
         self.name = line.split()[1]
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
 
     def request(self, path, body=None, method=None, headers=None):
         """(status, decoded JSON answer) of a request; `body` as bytes."""
@@ -88,7 +90,7 @@ def served(export, *options):
     finally:
         with contextlib.suppress(ProcessLookupError):  # the server and any worker processes it left
             os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.communicate()
+        server.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +248,8 @@ def test_two_workers_serve_and_stop_on_sigterm(exports):
         assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/v1/models/reviews:predict")
         # The first request waits in the socket's backlog while the workers load the model.
         assert server.predict({"instances": TEXTS})[0] == 200
-        assert server.stop() == 0 and "Stopped serving" in server.process.stdout.read()
-        server.log.seek(0)
-        assert "died" not in server.log.read()  # no worker was taken for hung while it loaded
+        assert server.stop() == 0 and "Stopped serving" in server.output()
+        assert "died" not in server.output()  # no worker was taken for hung while it loaded
 
 
 def test_a_body_without_json_content_type_is_read_as_json_and_sigterm_stops_cleanly(exports):
@@ -256,4 +257,4 @@ def test_a_body_without_json_content_type_is_read_as_json_and_sigterm_stops_clea
         form = {"Content-Type": "application/x-www-form-urlencoded"}  # what curl -d says
         path, body = f"/v1/models/{server.name}:predict", json.dumps({"inputs": history(1).tolist()}).encode()
         assert server.request(path, body, headers=form)[0] == 200
-        assert server.stop() == 0 and "Stopped serving" in server.process.stdout.read()
+        assert server.stop() == 0 and "Stopped serving" in server.output()
