@@ -274,26 +274,35 @@ class BodyLimit:
         if not length.isdigit() or int(length) > self.limit:
             # Read (and drop) what the client sends first, up to a bound: a client that
             # writes its whole body before it reads would otherwise meet a reset connection.
-            with contextlib.suppress(asyncio.TimeoutError, BodyRefused):
-                while (await next_part(receive, 4 * self.limit, [0])).get("more_body"):
-                    pass
+            body = LimitedBody(receive, 4 * self.limit)
+            with contextlib.suppress(BodyRefused):
+                while not body.done:
+                    await body()
             return await refuse(send, 413)
-        received = [0]
         try:
-            await self.app(scope, lambda: next_part(receive, self.limit, received), send)
+            await self.app(scope, LimitedBody(receive, self.limit), send)
         except BodyRefused as error:  # raised where the body was read: the answer has not started
             await refuse(send, error.status)
 
 
-async def next_part(receive, limit, received):
-    try:
-        message = await asyncio.wait_for(receive(), BODY_SECONDS)
-    except asyncio.TimeoutError:
-        raise BodyRefused(408) from None
-    received[0] += len(message.get("body", b""))
-    if received[0] > limit:
-        raise BodyRefused(413)
-    return message
+class LimitedBody:
+    """A request's `receive`, refusing a body over `limit` bytes or slower than BODY_SECONDS."""
+
+    def __init__(self, receive, limit):
+        self.receive, self.limit, self.received, self.done = receive, limit, 0, False
+
+    async def __call__(self):
+        if self.done:  # the body is in: what follows (a client's disconnect) may take any time
+            return await self.receive()
+        try:
+            message = await asyncio.wait_for(self.receive(), BODY_SECONDS)
+        except asyncio.TimeoutError:
+            raise BodyRefused(408) from None
+        self.received += len(message.get("body", b""))
+        if self.received > self.limit:
+            raise BodyRefused(413)
+        self.done = not message.get("more_body", False)
+        return message
 
 
 async def refuse(send, status):
