@@ -409,13 +409,11 @@ def main(argv=None):
     logging.getLogger(KSERVE_TRACE_LOGGER_NAME).setLevel(logging.WARNING)  # less two timing lines per request
     # The server's own predictor loads in the process that serves it (in each worker).
     repository = ModelRepository()
-    repository.update(SavedModelPredictor(name, path))
+    predictor = SavedModelPredictor(name, path)
+    repository.update(predictor)
     dataplane, extension = DataPlane(model_registry=repository), ModelRepositoryExtension(model_registry=repository)
     port = listener.getsockname()[1]
-    print(
-        f"Serving {name} version {int(path.name) if path.name.isdigit() else 1} ({path}) at "
-        f"http://{args.host}:{port}/v1/models/{name}:predict"
-    )
+    print(f"Serving {name} version {predictor.version} ({path}) at http://{args.host}:{port}/v1/models/{name}:predict")
     sys.stdout.flush()
     server = LoadingRESTServer(APP, dataplane, extension, port, workers=args.workers)
     server.config.host = args.host  # KServe writes 0.0.0.0 there; uvicorn only names it in its log
