@@ -120,7 +120,8 @@ class App:
         build_model: `build_model(config, data) -> keras.Model`, compiled.
         datasets: `datasets(config, data, model) -> (train, validation)` tf.data pipelines.
         search_space: `search_space(hp, config) -> dict` of the tuned hyperparameters.
-        evaluate, predict, export: The other commands, each given the parsed arguments.
+        evaluate, predict, export: The other commands, each given the parsed arguments
+            (None, with `search_space`, for an App that only trains).
         command_arguments: The commands' own arguments: command -> [(flags, argparse kwargs)].
         after_fit: `after_fit(config, data, model) -> dict`: what the app learns on the
             validation split once the best model is known, before it is saved as
@@ -133,6 +134,9 @@ class App:
             (forecasting: the named dataset's lookback, horizon, segment and season).
         presets: Named recipes, `train --preset NAME`: option -> value, applied over
             the defaults and under the options given.
+        training_commands: More commands that train, each an `App` of its own (options,
+            data, model, run directories under runs/<its name>) with only the training
+            flow filled in (sentiment: `pretrain`, a language model).
     """
 
     name: str
@@ -143,15 +147,16 @@ class App:
     load: Callable[[dict], Any]
     build_model: Callable[[dict, Any], Any]
     datasets: Callable[[dict, Any, Any], tuple]
-    search_space: Callable[[Any, dict], dict]
-    evaluate: Callable[[argparse.Namespace], Any]
-    predict: Callable[[argparse.Namespace], Any]
-    export: Callable[[argparse.Namespace], Any]
+    search_space: Callable[[Any, dict], dict] | None = None
+    evaluate: Callable[[argparse.Namespace], Any] | None = None
+    predict: Callable[[argparse.Namespace], Any] | None = None
+    export: Callable[[argparse.Namespace], Any] | None = None
     command_arguments: dict[str, list[tuple[tuple[str, ...], dict]]] = field(default_factory=dict)
     after_fit: Callable[[dict, Any, Any], dict] | None = None
     run_files: Callable[[Any], dict] = lambda data: {}
     complete_config: Callable[[dict], dict] = lambda config: config
     presets: dict[str, dict] = field(default_factory=dict)
+    training_commands: dict[str, "App"] = field(default_factory=dict)
 
     @property
     def defaults(self) -> dict:

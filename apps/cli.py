@@ -78,6 +78,40 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, help="use at most N examples per split, for a quick run")
 
 
+def add_training_arguments(parser: argparse.ArgumentParser, app) -> None:
+    """The arguments of a command that trains `app`'s model into a run directory."""
+    add_data_arguments(parser)
+    for option in app.options:
+        add_option(parser, option)
+    if app.presets:
+        recipes = "; ".join(
+            f"{name}: " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in preset.items())
+            for name, preset in app.presets.items()
+        )
+        parser.add_argument(
+            "--preset", choices=list(app.presets), help=f"a named recipe; options given beside it win ({recipes})"
+        )
+    parser.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
+    parser.add_argument(
+        "--seed", type=int, help=f"fixes splits, initialisation and shuffling (default: {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=["none", "mirrored", "multi-worker"],
+        default="none",
+        help="none: one device; mirrored: this machine's GPUs (tf.distribute.MirroredStrategy); multi-worker: "
+        "the machines of $TF_CONFIG (MultiWorkerMirroredStrategy), running the same command (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=positive_float,
+        default=300,
+        help="multi-worker: seconds to wait for the other workers to start (default: %(default)s)",
+    )
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
+
+
 def build_parser(app) -> argparse.ArgumentParser:
     """The parser of `seqapps <app>`: the four commands, their shared arguments, the
     app's training options and its commands' own arguments."""
@@ -87,34 +121,9 @@ def build_parser(app) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model into a run directory")
-    add_data_arguments(train)
-    for option in app.options:
-        add_option(train, option)
-    if app.presets:
-        recipes = "; ".join(
-            f"{name}: " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in preset.items())
-            for name, preset in app.presets.items()
-        )
-        train.add_argument(
-            "--preset", choices=list(app.presets), help=f"a named recipe; options given beside it win ({recipes})"
-        )
-    train.add_argument("--run-dir", help=f"where to write the run (default: runs/{app.name}/<time>)")
-    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
-    train.add_argument("--seed", type=int, help=f"fixes splits, initialisation and shuffling (default: {DEFAULT_SEED})")
-    train.add_argument(
-        "--distribute",
-        choices=["none", "mirrored", "multi-worker"],
-        default="none",
-        help="none: one device; mirrored: this machine's GPUs (tf.distribute.MirroredStrategy); multi-worker: "
-        "the machines of $TF_CONFIG (MultiWorkerMirroredStrategy), running the same command (default: %(default)s)",
-    )
-    train.add_argument(
-        "--peer-timeout",
-        type=positive_float,
-        default=300,
-        help="multi-worker: seconds to wait for the other workers to start (default: %(default)s)",
-    )
-    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output")
+    add_training_arguments(train, app)
+    for name, trainer in app.training_commands.items():
+        add_training_arguments(commands.add_parser(name, help=trainer.description.splitlines()[0]), trainer)
 
     evaluate = commands.add_parser("evaluate", help="evaluate on the test split and write metrics.json")
     model = evaluate.add_mutually_exclusive_group(required=True)
@@ -144,6 +153,7 @@ def run(app, argv=None):
     parser = build_parser(app)
     args = parser.parse_args(argv)
     handlers = {"train": app.train, "evaluate": app.evaluate, "predict": app.predict, "export": app.export}
+    handlers.update({name: trainer.train for name, trainer in app.training_commands.items()})
     try:
         return handlers[args.command](args)
     except UsageError as e:

@@ -121,12 +121,20 @@ NEGATIVE = "awful terrible boring dull waste hated".split()
 NEUTRAL = "the film movie plot actor scene story music".split()
 
 
-def imdb_files(root, per_class=(20, 10), seed=0, reviews_per_movie=4, long_every=0):
+def imdb_files(root, per_class=(20, 10), seed=0, reviews_per_movie=4, long_every=0, unlabeled=0):
     """aclImdb/{train,test}/{pos,neg}/<id>_<stars>.txt with a learnable signal, and the
     urls_{pos,neg}.txt that name each review's movie: reviews i of both labels are
     about movie i // reviews_per_movie (test movies are others than training movies).
-    `long_every` k > 0: every k-th review is 600 words long, as IMDB's longest are."""
+    `long_every` k > 0: every k-th review is 600 words long, as IMDB's longest are.
+    `unlabeled`: that many reviews in aclImdb/train/unsup/<id>_0.txt, half of each kind."""
     rng = np.random.default_rng(seed)
+    if unlabeled:
+        folder = root / "aclImdb" / "train" / "unsup"
+        folder.mkdir(parents=True)
+        for i in range(unlabeled):
+            words = POSITIVE if i % 2 else NEGATIVE
+            text = " ".join(rng.choice(NEUTRAL + words * 2, size=12)) + ".<br /><br />" + rng.choice(words) + "!"
+            (folder / f"{i}_0.txt").write_text(text.capitalize())
     for split, count in zip(("train", "test"), per_class, strict=True):
         for label, words, stars in (("pos", POSITIVE, (7, 10)), ("neg", NEGATIVE, (1, 4))):
             folder = root / "aclImdb" / split / label

@@ -2,6 +2,7 @@
 or any TFDS dataset of texts with a binary label; the splits, and the tf.data
 pipelines."""
 
+import json
 import re
 import sys
 import tarfile
@@ -27,6 +28,10 @@ REVIEW_PATH = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 # Line i of urls_<label>.txt is the IMDB page of the movie that review i of that label is about.
 URLS_PATH = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
 MOVIE_ID = re.compile(r"/title/(tt\d+)")
+# The 50,000 unlabeled reviews, in the official archive and in aclImdb_v1_unsup.tar.gz.
+UNLABELED_PATH = re.compile(r"(?:^|/)train/unsup/(\d+)_0\.txt$")
+UNLABELED_ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb_v1_unsup.tar.gz")
+UNLABELED_LAYOUT = "aclImdb/train/unsup/<id>_0.txt, as a directory or inside " + " or ".join(UNLABELED_ARCHIVES)
 
 
 def find_imdb(data_dir):
@@ -45,11 +50,13 @@ def find_imdb(data_dir):
     raise UsageError(f"no IMDB data in {path}: expected {IMDB_LAYOUT}")
 
 
-def iter_review_files(source):
-    """(relative path, bytes) of every review file, read straight from a tarball if
-    need be, with a progress bar: files read of all files, or megabytes of the archive."""
+def iter_review_files(source, patterns=(REVIEW_PATH, URLS_PATH)):
+    """(relative path, bytes) of every file whose path matches one of `patterns`, read
+    straight from a tarball if need be, with a progress bar: files read of all files,
+    or megabytes of the archive."""
     if source.is_dir():
         paths = sorted([*source.glob("*/*/*.txt"), *source.glob("*/urls_*.txt")])
+        paths = [path for path in paths if any(p.search(path.relative_to(source).as_posix()) for p in patterns)]
         progress = keras.utils.Progbar(len(paths), unit_name="file")
         for i, path in enumerate(paths, 1):
             yield path.relative_to(source).as_posix(), path.read_bytes()
@@ -61,7 +68,7 @@ def iter_review_files(source):
     try:
         with open(source, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
             for member in archive:  # streaming: nothing is unpacked to disk
-                if member.isfile() and (REVIEW_PATH.search(member.name) or URLS_PATH.search(member.name)):
+                if member.isfile() and any(pattern.search(member.name) for pattern in patterns):
                     yield member.name, archive.extractfile(member).read()
                     progress.update(round(raw.tell() / 2**20), finalize=False)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
@@ -87,14 +94,7 @@ def load_imdb(data_dir=None, splits=("train", "test")):
         match = REVIEW_PATH.search(name)
         if not match or match[1] not in reviews:
             continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise UsageError(
-                f"{source}: review {name} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                "replace it with the file from the official archive"
-            ) from None
-        reviews[match[1]].append((int(match[2] == "pos"), int(match[3]), text))
+        reviews[match[1]].append((int(match[2] == "pos"), int(match[3]), decode_review(source, name, raw)))
     result = {}
     for split, items in reviews.items():
         if not items:
@@ -106,6 +106,45 @@ def load_imdb(data_dir=None, splits=("train", "test")):
             np.array([movie_id(urls.get((split, y), []), i) for y, i, _ in items], dtype=object),
         )
     return result
+
+
+def decode_review(source, name, raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{source}: review {name} is not UTF-8 text ({e.reason} at byte {e.start}); "
+            "replace it with the file from the official archive"
+        ) from None
+
+
+def find_unlabeled(data_dir):
+    """Where the unlabeled reviews are: an `aclImdb` directory with train/unsup, the
+    official archive, or aclImdb_v1_unsup.tar.gz; downloads the official one without `data_dir`."""
+    if data_dir is None:
+        return find_imdb(None)
+    path = Path(data_dir)
+    if path.is_file():
+        return path
+    for candidate in (path / "aclImdb", path):
+        if (candidate / "train" / "unsup").is_dir():
+            return candidate
+    for name in UNLABELED_ARCHIVES:
+        if (path / name).is_file():
+            return path / name
+    raise UsageError(f"no unlabeled IMDB reviews in {path}: expected {UNLABELED_LAYOUT}")
+
+
+def load_unlabeled(data_dir=None):
+    """The 50,000 unlabeled reviews of the Large Movie Review Dataset, in the order of their ids."""
+    source = find_unlabeled(data_dir)
+    reviews = sorted(
+        (int(UNLABELED_PATH.search(name)[1]), decode_review(source, name, raw))
+        for name, raw in iter_review_files(source, (UNLABELED_PATH,))
+    )
+    if not reviews:
+        raise UsageError(f"no unlabeled reviews in {source}: expected {UNLABELED_LAYOUT}")
+    return np.array([text for _, text in reviews], dtype=object)
 
 
 def movie_id(url_lines, review_id):
@@ -165,9 +204,14 @@ def tfds_reviews(name, config, data_dir, wanted):
         )
     splits = load_splits(builder, [text, label], wanted, config)
     return {
-        split: sample(columns[text], columns[label], config["limit"], config["seed"])
+        split: sample(columns[text], columns[label], config["limit"], split_seed(config))
         for split, columns in splits.items()
     }
+
+
+def split_seed(config):
+    """The seed that draws the splits: --split-seed, else --seed (runs before the option have only that)."""
+    return config["seed"] if config.get("split_seed") is None else config["split_seed"]
 
 
 def load_reviews(config, data_dir, wanted):
@@ -182,15 +226,16 @@ def load_reviews(config, data_dir, wanted):
         split for split in ("train", "test") if split in wanted or (split == "train" and "validation" in wanted)
     ]
     reviews = load_imdb(data_dir, splits=tuple(published))
+    seed = split_seed(config)
     splits = {}
     if "train" in reviews:
         texts, labels, movies = reviews["train"]
-        texts, labels, movies = sample(texts, labels, config["limit"], config["seed"], movies)
+        texts, labels, movies = sample(texts, labels, config["limit"], seed, movies)
         splits["train"], splits["validation"] = split_validation(
-            texts, labels, config["validation_fraction"], config["seed"], movies if config["split_by_movie"] else None
+            texts, labels, config["validation_fraction"], seed, movies if config["split_by_movie"] else None
         )
     if "test" in reviews:
-        splits["test"] = sample(*reviews["test"][:2], config["limit"], config["seed"])
+        splits["test"] = sample(*reviews["test"][:2], config["limit"], seed)
     return {split: splits[split] for split in wanted}
 
 
@@ -215,7 +260,11 @@ def load(config) -> Reviews:
     if config["ngram_features"]:
         print(f"Fitting the n-gram path on the {config['ngram_features']:,} most frequent unigrams and bigrams ...")
         classifier = fit_baseline(train, validation, config["ngram_features"])
-    return Reviews(train, validation, adapt_vocabulary(train[0]), classifier)
+    if config.get("pretrained"):
+        vocabulary = json.loads((Path(config["pretrained"]) / "vocabulary.json").read_text())
+    else:
+        vocabulary = adapt_vocabulary(train[0])
+    return Reviews(train, validation, vocabulary, classifier)
 
 
 # Batches hold reviews of similar length (in tokens), so that few padding steps are run.

@@ -4,12 +4,14 @@ baseline's model), blended after training. Cleaning and vocabularies are layers 
 the model."""
 
 import collections
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
+from seqapps.apps import runs
 from seqapps.apps.cli import string_tensor
 from seqapps.layers import GlobalMeanMaxPooling1D, make_rnn
 
@@ -48,13 +50,15 @@ def token_counts(texts, sequence_length=None):
     return counts if sequence_length is None else np.minimum(counts, sequence_length)
 
 
-def make_vectorizer(config, vocabulary):
+def make_vectorizer(config, vocabulary, ragged=False):
     """The model's TextVectorization: the `vocab_size - 2` most frequent words
-    (padding and [UNK] take two ids); a batch is as long as its longest text."""
+    (padding and [UNK] take two ids); a batch is as long as its longest text, or
+    `ragged`, each text as long as it is."""
     return keras.layers.TextVectorization(
         max_tokens=config["vocab_size"],
         standardize=clean_review,
         vocabulary=vocabulary[: config["vocab_size"] - 2],
+        ragged=ragged,
         name="vectorizer",
     )
 
@@ -107,6 +111,17 @@ def blend_paths(model, validation):
     }
 
 
+def start_from_pretrained(model, config):
+    """Gives `model` the embedding and recurrent layers of the language model of the
+    `sentiment pretrain` run in config["pretrained"] (layers of the same names)."""
+    from seqapps.apps.sentiment import pretraining  # noqa: F401  (registers its layers; it imports this module)
+
+    language_model = runs.load_model(Path(config["pretrained"]) / "model.keras")
+    print(f"Starting from the embedding and recurrent layers of {config['pretrained']}")
+    for name in ["embedding"] + [f"recurrent_{i + 1}" for i in range(config["layers"])]:
+        model.get_layer(name).set_weights(language_model.get_layer(name).get_weights())
+
+
 def build_model(config, reviews):
     """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
     text = keras.Input(shape=(), dtype="string", name="text")
@@ -115,7 +130,7 @@ def build_model(config, reviews):
         tokens = tokens[:, : config["sequence_length"]]
     # One padding step more: a batch of empty texts still has a (masked) time step.
     tokens = keras.ops.pad(tokens, [[0, 0], [0, 1]])
-    x = keras.layers.Embedding(config["vocab_size"], config["embedding_dim"], mask_zero=True)(tokens)
+    x = keras.layers.Embedding(config["vocab_size"], config["embedding_dim"], mask_zero=True, name="embedding")(tokens)
     x = keras.layers.SpatialDropout1D(config["dropout"], seed=config["seed"])(x)
     for i in range(config["layers"]):
         x = make_rnn(
@@ -126,6 +141,7 @@ def build_model(config, reviews):
             dropout=config["dropout"] if i else 0.0,
             recurrent_dropout=config["recurrent_dropout"],
             seed=config["seed"] + i,
+            name=f"recurrent_{i + 1}",
         )(x)
     x = GlobalMeanMaxPooling1D()(x)
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
@@ -139,6 +155,8 @@ def build_model(config, reviews):
     else:
         probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
+    if config.get("pretrained"):
+        start_from_pretrained(model, config)
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"]),
         loss="binary_crossentropy",

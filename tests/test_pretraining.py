@@ -1,0 +1,131 @@
+"""`seqapps sentiment pretrain` and `train --pretrained` on a tiny IMDB with unlabeled reviews."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqapps.apps import runs, sentiment
+from seqapps.apps.sentiment import data, pretraining
+from seqapps.apps.sentiment.model import adapt_vocabulary
+
+TINY = ["--units", "8", "--embedding-dim", "8", "--batch-size", "8", "--verbose", "0"]
+TINY_PRETRAINING = [*TINY, "--vocab-size", "30", "--sequence-length", "8", "--sampled", "5", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, make_imdb):
+    return make_imdb(tmp_path_factory.mktemp("imdb"), unlabeled=40)
+
+
+@pytest.fixture(scope="module")
+def language_model(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "pretrained"
+    sentiment.main(["pretrain", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *TINY_PRETRAINING])
+    return run_dir
+
+
+def pretraining_config(data_dir, **options):
+    return {**sentiment.PRETRAINING.defaults, "data_dir": str(data_dir), "limit": None, "seed": 3, **options}
+
+
+def test_pretraining_reads_no_validation_or_test_review_and_holds_unlabeled_ones_out(data_dir):
+    config = pretraining_config(data_dir, heldout_fraction=0.25)
+    texts, held_out = pretraining.pretraining_texts(config)
+    splits = data.load_reviews({**config, "dataset": "imdb"}, data_dir, ("train", "validation", "test"))
+    unlabeled = data.load_unlabeled(data_dir)
+    assert set(texts) == set(splits["train"][0]) | (set(unlabeled) - set(held_out))
+    assert not set(texts) & (set(splits["validation"][0]) | set(splits["test"][0]) | set(held_out))
+    assert len(held_out) == 10 and set(held_out) <= set(unlabeled)
+
+
+def test_unlabeled_reviews_load_from_a_directory_and_both_archives(data_dir, make_tarball, tmp_path):
+    from_dir = data.load_unlabeled(data_dir)
+    assert len(from_dir) == 40
+    for name in data.UNLABELED_ARCHIVES:
+        archive = make_tarball(data_dir, name)
+        np.testing.assert_array_equal(data.load_unlabeled(archive.parent), from_dir)
+        archive.unlink()
+        archive.parent.rmdir()
+    with pytest.raises(data.UsageError, match="no unlabeled IMDB reviews in .*train/unsup"):
+        data.load_unlabeled(tmp_path)
+
+
+def test_segments_cover_every_word_once():
+    lengths = np.array([5, 8, 0, 17])
+    segments = pretraining.segment_lengths(lengths, 8)
+    np.testing.assert_array_equal(segments, [5, 8, 8, 8, 1])
+    config = {"sequence_length": 8, "bidirectional": True}
+    ids = np.arange(1, 31, dtype=np.int32)
+    batches = list(pretraining.dataset(ids, lengths, config, batch_size=2))
+    words = np.concatenate([tokens.numpy()[tokens.numpy() > 0] for (tokens, _), _ in batches])
+    np.testing.assert_array_equal(np.sort(words), ids)
+    (tokens, targets), _ = batches[0]
+    np.testing.assert_array_equal(targets[:, :-1, 0], tokens[:, 1:])  # the next word
+    np.testing.assert_array_equal(targets[:, 1:, 1], tokens[:, :-1])  # the previous word
+
+
+def test_the_softmax_is_exact_in_validation_and_sampled_in_training():
+    layer = pretraining.SampledSoftmax(vocab_size=50, num_sampled=10, seed=0)
+    hidden = tf.random.stateless_normal((2, 3, 4), seed=(1, 2))
+    targets = tf.constant([[5, 7, 0], [1, 49, 2]])
+    exact = layer(hidden, targets).numpy()
+    embeddings, bias = (weight.numpy() for weight in layer.weights)
+    logits = hidden.numpy() @ embeddings.T + bias
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_softmax, targets.numpy()[..., None], -1)[..., 0]
+    expected[0, 2] = 0.0  # no target, no loss
+    np.testing.assert_allclose(exact, expected, rtol=1e-5)
+    sampled = layer(hidden, targets, training=True).numpy()
+    assert sampled[0, 2] == 0 and np.all(sampled[targets.numpy() > 0] > 0)
+
+
+def test_pretraining_writes_a_run_with_validation_perplexity(language_model):
+    history = json.loads((language_model / "history.json").read_text())
+    assert len(history["val_perplexity"]) == 2
+    np.testing.assert_allclose(history["val_perplexity"], np.exp(history["val_loss"]), rtol=1e-5)
+    vocabulary = json.loads((language_model / "vocabulary.json").read_text())
+    config = json.loads((language_model / "config.json").read_text())
+    assert vocabulary == adapt_vocabulary(pretraining.pretraining_texts(config)[0])
+    assert (language_model / "learning_curves.png").stat().st_size > 0
+
+
+def test_the_classifier_starts_from_the_pretrained_layers_and_vocabulary(language_model, data_dir, tmp_path):
+    run_dir = tmp_path / "classifier"
+    args = ["--pretrained", str(language_model), "--ngram-features", "0", "--epochs", "1", "--batch-size", "8"]
+    sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--verbose", "0", *args])
+    config = json.loads((run_dir / "config.json").read_text())
+    pretrained_config = json.loads((language_model / "config.json").read_text())
+    for key in ("vocab_size", "units", "embedding_dim", "cell", "layers", "bidirectional"):
+        assert config[key] == pretrained_config[key]
+    assert config["split_seed"] == pretrained_config["seed"]
+    language = runs.load_model(language_model / "model.keras")
+    classifier = sentiment.APP.build_model(config, data.load(config))
+    for name in ("embedding", "recurrent_1"):
+        for mine, pretrained in zip(
+            classifier.get_layer(name).get_weights(), language.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(mine, pretrained)
+    vocabulary = json.loads((language_model / "vocabulary.json").read_text())
+    assert classifier.get_layer("vectorizer").get_vocabulary()[2:] == vocabulary[:28]
+
+
+def test_pretrained_options_cannot_be_contradicted(language_model, data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sentiment.main(["train", "--data-dir", str(data_dir), "--pretrained", str(language_model), "--units", "16"])
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--units 16 (the pretraining run has 8)" in error
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((language_model / "config.json").read_text())
+    with pytest.raises(SystemExit):
+        sentiment.main(["train", "--data-dir", str(data_dir), "--pretrained", str(unfinished)])
+    assert "has not finished (no model.keras)" in capsys.readouterr().err
+
+
+def test_a_stacked_bidirectional_model_is_refused(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sentiment.main(["pretrain", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "r"), "--layers", "2"])
+    assert "--layers 2 with --bidirectional cannot be pretrained" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
