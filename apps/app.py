@@ -123,10 +123,10 @@ class App:
         evaluate, predict, export: The other commands, each given the parsed arguments
             (None, with `search_space`, for an App that only trains).
         command_arguments: The commands' own arguments: command -> [(flags, argparse kwargs)].
-        after_fit: `after_fit(config, data, model) -> dict`: what the app learns on the
-            validation split once the best model is known, before it is saved as
-            model.keras (sentiment: how to weigh its n-gram path); the dict, what it
-            measured, is saved in state.json under "after_fit".
+        after_fit: `after_fit(config, data, model) -> (model, dict)`: the final model,
+            made from the best one with what the app learns on the validation split
+            once that is known (sentiment: its n-gram path joins, weighed); it is saved
+            as model.keras, and the dict, what it measured, in state.json under "after_fit".
         run_files: `run_files(data) -> {file name: JSON-able data}` written into the
             run directory before training, for the other commands.
         complete_config: `complete_config(config) -> config` with the options left

@@ -235,14 +235,14 @@ def fit(
     monitor: str,
     mode: str,
     verbose: int = 1,
-    after_fit: Callable[[keras.Model], dict] | None = None,
+    after_fit: Callable[[keras.Model], tuple[keras.Model, dict]] | None = None,
 ) -> keras.Model:
     """Fit `model` (or, if the run was interrupted, its last checkpoint) for
     `config["epochs"]`, stopping after `config["patience"]` epochs without improvement
     of `monitor`, and finish the run.
 
-    Returns the best model, also saved as model.keras, after `after_fit(best)` if
-    given (its result is saved in state.json). A resumed run continues early
+    Returns the best model, or the model `after_fit(best)` makes of it if given (the
+    dict it returns is saved in state.json), also saved as model.keras. A resumed run continues early
     stopping's count from the checkpoint's history.
     """
     epochs, patience = config["epochs"], config["patience"]
@@ -273,7 +273,7 @@ def fit(
     state["train_seconds"] = state.get("train_seconds", 0.0) + time.time() - started
     best = load_model(run_dir / "best.keras")
     if after_fit:
-        state["after_fit"] = after_fit(best)
+        best, state["after_fit"] = after_fit(best)
     save_json(state_path, state)
     save_model(best, run_dir / "model.keras")
     save_json(run_dir / "history.json", state["history"])

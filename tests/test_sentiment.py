@@ -365,23 +365,27 @@ def test_the_ngram_path_is_the_baselines_model_weighed_after_training(make_imdb,
     assert len(classifier.ngrams) == len(classifier.weights) == 50 and any(" " in g for g in classifier.ngrams)
     config = {**sentiment.DEFAULTS, "units": 4, "embedding_dim": 4, "vocab_size": 10, "seed": 0, "ngram_features": 50}
     m = model.build_model(config, data.Reviews(train, validation, ["good", "bad"], classifier))
-    logits = keras.Model(m.input, m.get_layer("probability").input).predict(texts, verbose=0)
+    assert "ngram_logit" not in {layer.name for layer in m.layers}  # the recurrent model trains alone
+    recurrent_logits = keras.Model(m.input, m.get_layer("recurrent_logit").output).predict(texts, verbose=0)[:, 0]
+    both, blend = model.with_ngram_path(m, classifier, validation)
+    logits = keras.Model(both.input, both.get_layer("probability").input).predict(texts, verbose=0)
 
     def sigmoid(x):
         return 1 / (1 + np.exp(-x))
 
     # The n-gram path is the baseline's model: bigrams are written alike by its vectorizer and the model's.
     np.testing.assert_allclose(sigmoid(logits[:, 1]), classifier.probabilities(texts), atol=1e-5)
-    # Until the paths are weighed, the model is its recurrent path.
-    np.testing.assert_allclose(m.predict(texts, verbose=0).reshape(-1), sigmoid(logits[:, 0]), atol=1e-6)
-    blend = model.blend_paths(m, validation)
+    np.testing.assert_allclose(logits[:, 0], recurrent_logits, atol=1e-6)
+    np.testing.assert_allclose(
+        model.recurrent_probability(both).predict(texts, verbose=0)[:, 0], sigmoid(recurrent_logits), atol=1e-6
+    )
     # The untrained recurrent path knows nothing: the blend leans on the n-gram path.
     assert blend["ngram_weight"] > abs(blend["recurrent_weight"])
     assert blend["val_accuracy"] >= 0.9 > blend["recurrent_val_accuracy"]
     weights = np.array([blend["recurrent_weight"], blend["ngram_weight"]])
     blended = sigmoid(logits @ weights + blend["bias"])
-    np.testing.assert_allclose(m.predict(texts, verbose=0).reshape(-1), blended, atol=1e-5)
-    m.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(both.predict(texts, verbose=0).reshape(-1), blended, atol=1e-5)
+    both.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(restored.predict(texts, verbose=0).reshape(-1), blended, atol=1e-5)
 
@@ -396,6 +400,8 @@ def test_a_run_with_the_ngram_path_trains_and_exports(data_dir, tmp_path):
     assert layers >= {"recurrent_logit", "ngram_vectorizer", "ngram_logit"}
     blend = json.loads((run_dir / "state.json").read_text())["after_fit"]
     assert blend["val_accuracy"] >= blend["recurrent_val_accuracy"]
+    metrics = sentiment.main(["evaluate", "--run-dir", str(run_dir)])
+    assert set(metrics["recurrent"]) == set(metrics["baseline"]) - {"model", "C"}
     # The export is checked against the Keras model in a TensorFlow-only process.
     export = sentiment.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
     probabilities, _ = commands.predict_texts(export, ["a superb moving film", ""])

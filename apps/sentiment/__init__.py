@@ -91,18 +91,18 @@ def search_space(hp, config):
 
 
 def after_fit(config, reviews, best):
-    """With --ngram-features: the two paths weighed on the validation reviews."""
+    """With --ngram-features: the n-gram path joins the trained model, the two weighed on the validation reviews."""
     if not config["ngram_features"]:
-        return {}
-    from seqapps.apps.sentiment.model import blend_paths
+        return best, {}
+    from seqapps.apps.sentiment.model import with_ngram_path
 
-    blend = blend_paths(best, reviews.validation)
+    model, blend = with_ngram_path(best, reviews.ngram_classifier, reviews.validation)
     print(
         f"Weighed the paths on validation: recurrent {blend['recurrent_weight']:.3f}, n-gram "
         f"{blend['ngram_weight']:.3f}; validation accuracy {blend['recurrent_val_accuracy']:.4f} (recurrent), "
         f"{blend['ngram_val_accuracy']:.4f} (n-gram), {blend['val_accuracy']:.4f} (both)"
     )
-    return blend
+    return model, blend
 
 
 # What a classifier takes from the pretraining run it starts from (--pretrained).

@@ -2,6 +2,7 @@
 
 import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -11,7 +12,7 @@ from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_s
 from seqapps.apps.plots import plot_confusion_matrix
 from seqapps.apps.sentiment.baseline import fit_baseline
 from seqapps.apps.sentiment.data import load_reviews
-from seqapps.apps.sentiment.model import predict_by_length
+from seqapps.apps.sentiment.model import predict_by_length, recurrent_probability
 from seqapps.apps.tables import text_table
 
 LABELS = np.array(["negative", "positive"])
@@ -69,7 +70,14 @@ def evaluate(args):
     config = {**earlier, **config}
     data_dir = args.data_dir or config.get("data_dir")
     texts, labels = load_reviews({**config, "limit": args.limit}, data_dir, ("test",))["test"]
-    metrics = binary_metrics(labels, predict_by_length(model, texts).reshape(-1))
+    recurrent = recurrent_probability(model)
+    if recurrent is model:
+        metrics = binary_metrics(labels, predict_by_length(model, texts).reshape(-1))
+    else:  # the blend, and beside it the recurrent path on its own
+        both = keras.Model(model.input, keras.layers.Concatenate()([model.output, recurrent.output]))
+        probabilities = predict_by_length(both, texts)
+        metrics = binary_metrics(labels, probabilities[:, 0])
+        metrics["recurrent"] = binary_metrics(labels, probabilities[:, 1])
     print("Fitting the bag-of-n-grams baseline on the training split ...")
     splits = load_reviews(config, data_dir, ("train", "validation"))  # the run's own, with its --limit
     baseline = fit_baseline(splits["train"], splits["validation"])
@@ -82,7 +90,10 @@ def evaluate(args):
     columns = [("name", "", "{}")] + [
         (name, name, "{:.4f}") for name in ("accuracy", "precision", "recall", "f1", "roc_auc")
     ]
-    print(text_table([{"name": "model", **metrics}, {"name": "baseline", **metrics["baseline"]}], columns))
+    rows = [{"name": "model", **metrics}]
+    if "recurrent" in metrics:
+        rows = [{"name": "model (recurrent + n-gram)", **metrics}, {"name": "recurrent path", **metrics["recurrent"]}]
+    print(text_table([*rows, {"name": "baseline", **metrics["baseline"]}], columns))
     print(f"(baseline: {BASELINE}, C={baseline.C})")
     print(f"confusion matrix [[TN, FP], [FN, TP]] of the model: {metrics['confusion_matrix']}")
     print(f"Wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}")

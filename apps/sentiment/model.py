@@ -1,6 +1,6 @@
 """The sentiment model: raw text -> tokens -> Embedding -> recurrent layers ->
-pooled -> probability, with an optional linear path over n-grams beside it (the
-baseline's model), blended after training. Cleaning and vocabularies are layers of
+pooled -> probability, and after training an optional linear path over n-grams
+beside it (the baseline's model), the two blended. Cleaning and vocabularies are layers of
 the model."""
 
 import collections
@@ -91,24 +91,36 @@ def predict_by_length(model, texts, batch_size=64):
     return in_order
 
 
-def blend_paths(model, validation):
-    """Weighs the recurrent and the n-gram path: the final layer becomes the logistic
-    regression of the `validation` (texts, labels) on the two paths' logits. Learned
-    on reviews that neither path was fitted on, since the n-gram path fits its
-    training reviews almost perfectly (stacking). Returns the weights and the
-    validation accuracy of each path and of the blend."""
+def with_ngram_path(model, classifier, validation):
+    """The final model: the trained recurrent `model` and the n-gram path of `classifier`
+    side by side, weighed by the logistic regression of the `validation` (texts,
+    labels) on their two logits. Learned on reviews that neither path was fitted on,
+    since the n-gram path fits its training reviews almost perfectly (stacking).
+    Returns the model, and the weights and validation accuracy of each path and of both."""
+    text = model.input
+    logits = keras.layers.Concatenate()([model.get_layer("recurrent_logit").output, ngram_logit(classifier, text)])
     texts, labels = validation
-    logits = predict_by_length(keras.Model(model.input, model.get_layer("probability").input), texts)
-    blend = LogisticRegression().fit(logits, labels)
-    model.get_layer("probability").set_weights([blend.coef_.T, blend.intercept_])
-    return {
-        "recurrent_weight": float(blend.coef_[0, 0]),
-        "ngram_weight": float(blend.coef_[0, 1]),
-        "bias": float(blend.intercept_[0]),
-        "recurrent_val_accuracy": float(np.mean((logits[:, 0] >= 0) == labels)),
-        "ngram_val_accuracy": float(np.mean((logits[:, 1] >= 0) == labels)),
-        "val_accuracy": float(np.mean(blend.predict(logits) == labels)),
+    validation_logits = predict_by_length(keras.Model(text, logits), texts)
+    fit = LogisticRegression().fit(validation_logits, labels)
+    blend = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability", dtype="float32")
+    both = keras.Model(text, blend(logits), name=model.name)
+    blend.set_weights([fit.coef_.T, fit.intercept_])  # not compiled: it is not trained further
+    return both, {
+        "recurrent_weight": float(fit.coef_[0, 0]),
+        "ngram_weight": float(fit.coef_[0, 1]),
+        "bias": float(fit.intercept_[0]),
+        "recurrent_val_accuracy": float(np.mean((validation_logits[:, 0] >= 0) == labels)),
+        "ngram_val_accuracy": float(np.mean((validation_logits[:, 1] >= 0) == labels)),
+        "val_accuracy": float(np.mean(fit.predict(validation_logits) == labels)),
     }
+
+
+def recurrent_probability(model):
+    """The model that gives the probability of `model`'s recurrent path alone (the
+    model itself when it has no n-gram path)."""
+    if "ngram_logit" not in {layer.name for layer in model.layers}:
+        return model
+    return keras.Model(model.input, keras.layers.Activation("sigmoid")(model.get_layer("recurrent_logit").output))
 
 
 def start_from_pretrained(model, config):
@@ -145,15 +157,10 @@ def build_model(config, reviews):
         )(x)
     x = GlobalMeanMaxPooling1D()(x)
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
-    if config["ngram_features"]:
-        # Until blend_paths weighs the two paths after training, the recurrent path trains alone.
-        recurrent = keras.layers.Dense(1, name="recurrent_logit")(x)
-        logits = keras.layers.Concatenate()([recurrent, ngram_logit(reviews.ngram_classifier, text)])
-        blend = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="probability", dtype="float32")
-        probability = blend(logits)
-        blend.set_weights([np.array([[1.0], [0.0]]), np.zeros(1)])
-    else:
-        probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
+    # The recurrent model trains alone; with --ngram-features, with_ngram_path adds the
+    # n-gram path after training.
+    logit = keras.layers.Dense(1, name="recurrent_logit", dtype="float32")(x)
+    probability = keras.layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     if config.get("pretrained"):
         start_from_pretrained(model, config)
