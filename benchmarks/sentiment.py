@@ -43,6 +43,7 @@ COLUMNS = [
     ("recurrent_val_accuracy", "recurrent path's val accuracy", "{:.4f}"),
     ("ngram_val_accuracy", "n-gram path's val accuracy", "{:.4f}"),
     ("accuracy", "test accuracy", "{:.4f}"),
+    ("recurrent_accuracy", "recurrent path's test accuracy", "{:.4f}"),
     ("f1", "F1", "{:.4f}"),
     ("roc_auc", "ROC-AUC", "{:.4f}"),
     ("baseline_accuracy", "baseline accuracy", "{:.4f}"),
@@ -87,6 +88,7 @@ def run(cell, seed, options, data, validation_only):
         subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data], check=True)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         row.update({name: metrics[name] for name in ("accuracy", "f1", "roc_auc")})
+        row["recurrent_accuracy"] = metrics.get("recurrent", metrics)["accuracy"]  # the model's, without n-grams
         row["baseline_accuracy"] = metrics["baseline"]["accuracy"]
         row["baseline"] = metrics["baseline"]
     return row

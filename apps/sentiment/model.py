@@ -134,14 +134,10 @@ def start_from_pretrained(model, config):
         model.get_layer(name).set_weights(language_model.get_layer(name).get_weights())
 
 
-def build_model(config, reviews):
-    """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
-    text = keras.Input(shape=(), dtype="string", name="text")
-    tokens = make_vectorizer(config, reviews.vocabulary)(text)
-    if config["sequence_length"]:
-        tokens = tokens[:, : config["sequence_length"]]
-    # One padding step more: a batch of empty texts still has a (masked) time step.
-    tokens = keras.ops.pad(tokens, [[0, 0], [0, 1]])
+def recurrent_layers(config, tokens, merge_mode="concat"):
+    """The word ids `tokens` through the embedding (masked, spatial dropout) and the
+    recurrent layers of `config`: the layers that `sentiment pretrain` trains and `train
+    --pretrained` copies, by their names ("embedding", "recurrent_1", ...)."""
     x = keras.layers.Embedding(config["vocab_size"], config["embedding_dim"], mask_zero=True, name="embedding")(tokens)
     x = keras.layers.SpatialDropout1D(config["dropout"], seed=config["seed"])(x)
     for i in range(config["layers"]):
@@ -150,12 +146,24 @@ def build_model(config, reviews):
             config["units"],
             return_sequences=True,
             bidirectional=config["bidirectional"],
+            merge_mode=merge_mode,
             dropout=config["dropout"] if i else 0.0,
             recurrent_dropout=config["recurrent_dropout"],
             seed=config["seed"] + i,
             name=f"recurrent_{i + 1}",
         )(x)
-    x = GlobalMeanMaxPooling1D()(x)
+    return x
+
+
+def build_model(config, reviews):
+    """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
+    text = keras.Input(shape=(), dtype="string", name="text")
+    tokens = make_vectorizer(config, reviews.vocabulary)(text)
+    if config["sequence_length"]:
+        tokens = tokens[:, : config["sequence_length"]]
+    # One padding step more: a batch of empty texts still has a (masked) time step.
+    tokens = keras.ops.pad(tokens, [[0, 0], [0, 1]])
+    x = GlobalMeanMaxPooling1D()(recurrent_layers(config, tokens))
     x = keras.layers.Dropout(config["dropout"], seed=config["seed"])(x)
     # The recurrent model trains alone; with --ngram-features, with_ngram_path adds the
     # n-gram path after training.

@@ -25,8 +25,7 @@ import tensorflow as tf
 from seqapps.apps.batching import bucket_by_length
 from seqapps.apps.cli import string_tensor
 from seqapps.apps.sentiment.data import load_reviews, load_unlabeled, sample, split_seed
-from seqapps.apps.sentiment.model import adapt_vocabulary, make_vectorizer
-from seqapps.layers import make_rnn
+from seqapps.apps.sentiment.model import adapt_vocabulary, make_vectorizer, recurrent_layers
 
 # The exact softmax of validation holds a (words x vocabulary) matrix: fewer segments per batch.
 VALIDATION_BATCH_SIZE = 16
@@ -212,20 +211,7 @@ def build_model(config, corpus: Corpus):
     directions = 2 if config["bidirectional"] else 1
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     targets = keras.Input(shape=(None, directions), dtype="int32", name="targets")
-    x = keras.layers.Embedding(config["vocab_size"], config["embedding_dim"], mask_zero=True, name="embedding")(tokens)
-    x = keras.layers.SpatialDropout1D(config["dropout"], seed=config["seed"])(x)
-    for i in range(config["layers"]):
-        x = make_rnn(
-            config["cell"],
-            config["units"],
-            return_sequences=True,
-            bidirectional=config["bidirectional"],
-            merge_mode=None,  # each direction predicts its own words
-            dropout=config["dropout"] if i else 0.0,
-            recurrent_dropout=config["recurrent_dropout"],
-            seed=config["seed"] + i,
-            name=f"recurrent_{i + 1}",
-        )(x)
+    x = recurrent_layers(config, tokens, merge_mode=None)  # each direction predicts its own words
     states = x if config["bidirectional"] else [x]
     entropies = [
         SampledSoftmax(config["vocab_size"], config["sampled"], seed=config["seed"], dtype="float32", name=name)(
