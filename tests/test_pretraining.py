@@ -1,6 +1,7 @@
 """`seqapps sentiment pretrain` and `train --pretrained` on a tiny IMDB with unlabeled reviews."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,13 @@ def test_a_stacked_bidirectional_model_is_refused(data_dir, tmp_path, capsys):
         sentiment.main(["pretrain", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "r"), "--layers", "2"])
     assert "--layers 2 with --bidirectional cannot be pretrained" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+SHARED_UNLABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1_unsup.tar.gz"
+
+
+@pytest.mark.skipif(not SHARED_UNLABELED.exists(), reason=f"the unlabeled IMDB archive is not at {SHARED_UNLABELED}")
+def test_real_unlabeled_archive_holds_50000_reviews():
+    texts = data.load_unlabeled(SHARED_UNLABELED.parent)
+    assert len(texts) == 50000 and len(set(texts)) > 49000
+    assert all(isinstance(text, str) and text for text in texts)
