@@ -19,6 +19,8 @@ Named datasets follow the long-horizon benchmarks' protocol: ETT files split
 test windows start `lookback` rows before their split's first target.
 """
 
+import argparse
+
 from seqapps.apps import cli
 from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.forecasting import data
@@ -26,6 +28,15 @@ from seqapps.apps.forecasting import data
 NORMALIZATIONS = ("last", "revin")  # of each window (model.SegmentRecurrentForecaster)
 # The names of `model.LOSSES`, without importing Keras (tests/test_cli.py checks them).
 LOSSES = ("mse", "mae")
+
+
+def quantile_levels(text: str) -> list[float]:
+    """An argparse type: comma-separated levels in (0, 1), returned sorted with 0.5 among them."""
+    levels = {cli.fraction(item.strip()) for item in text.split(",") if item.strip()}
+    if not levels:
+        raise argparse.ArgumentTypeError(f"expected levels such as 0.1,0.5,0.9, got {text!r}")
+    return sorted(levels | {0.5})
+
 
 OPTIONS = [
     Option(
@@ -93,7 +104,21 @@ OPTIONS = [
         "training loss on the standardised scale (early stopping watches it too)",
         choices=list(LOSSES),
     ),
+    Option(
+        "quantiles",
+        None,
+        "forecast these quantiles too, e.g. 0.1,0.5,0.9 (levels in (0, 1); the median, 0.5, is always one, and "
+        "the point forecast), trained on the pinball loss instead of --loss",
+        quantile_levels,
+    ),
 ]
+
+
+def complete_config(config):
+    config = data.complete_config(config)
+    if config.get("quantiles") and config["decoder"] == "autoregressive":
+        raise cli.UsageError("--quantiles needs --decoder parallel or direct: the autoregressive one feeds back values")
+    return config
 
 
 def search_space(hp, config):
@@ -123,7 +148,7 @@ APP = App(
         "predict": [(("--output",), {"help": "write the forecast CSV here instead of printing it"})],
     },
     run_files=lambda series: {"series.json": series.summary()},
-    complete_config=data.complete_config,
+    complete_config=complete_config,
     # A longer history: ETTh1's test MSE 0.355 / 0.396 / 0.424 / 0.448 at horizons 96-720
     # against lookback 96's 0.368 / 0.413 / 0.454 / 0.465 (benchmarks/results/forecasting.md).
     presets={"lookback-720": {"lookback": 720, "segment": 48}},

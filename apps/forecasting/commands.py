@@ -46,6 +46,66 @@ class ForecastErrors:
         }
 
 
+# The quantile levels the intervals of a point model (and of the baselines) are scored at.
+POINT_MODEL_LEVELS = (0.1, 0.5, 0.9)
+# Validation windows whose residuals give a point forecast its quantiles: at most this
+# many (window, step, target) values, so that a wide series does not fill the memory.
+RESIDUAL_VALUES = 20_000_000
+
+
+class IntervalScores:
+    """Quantile forecasts scored over the test windows, a chunk of windows at a time:
+    the CRPS on the standardised scale (twice the mean pinball loss over the levels, the
+    levels standing in for all levels), and for each central interval (levels q and
+    1 - q) the share of true values inside it (its coverage) and its mean width in
+    standard deviations; overall and per step."""
+
+    def __init__(self, std, levels):
+        self.std, self.levels, self.windows, self.sums = std, np.asarray(levels), 0, None
+        self.intervals = [(i, list(levels).index(1 - q)) for i, q in enumerate(levels) if q < 0.5 and 1 - q in levels]
+
+    def add(self, quantiles, actual):
+        """`quantiles` (windows, horizon, levels, targets) and `actual` (windows, horizon, targets), raw units."""
+        error = (actual[:, :, None, :] - quantiles) / self.std
+        levels = self.levels[:, None]
+        sums = {"pinball": np.sum(np.maximum(levels * error, (levels - 1) * error), axis=0, dtype="float64")}
+        for low, high in self.intervals:
+            inside = (quantiles[:, :, low] <= actual) & (actual <= quantiles[:, :, high])
+            width = (quantiles[:, :, high] - quantiles[:, :, low]) / self.std
+            sums[f"inside_{low}"] = np.sum(inside, axis=0, dtype="float64")
+            sums[f"width_{low}"] = np.sum(width, axis=0, dtype="float64")
+        self.sums = sums if self.sums is None else {k: self.sums[k] + sums[k] for k in sums}
+        self.windows += len(actual)
+
+    def metrics(self):
+        crps_per_step = 2 * np.mean(self.sums["pinball"], axis=(1, 2)) / self.windows
+        intervals = {}
+        for low, high in self.intervals:
+            nominal = f"{self.levels[high] - self.levels[low]:.0%}"
+            coverage = np.mean(self.sums[f"inside_{low}"], axis=1) / self.windows
+            intervals[nominal] = {
+                "levels": [float(self.levels[low]), float(self.levels[high])],
+                "coverage": float(np.mean(coverage)),
+                "width": float(np.mean(self.sums[f"width_{low}"]) / self.windows),
+                "coverage_per_step": coverage.tolist(),
+            }
+        return {"crps": float(np.mean(crps_per_step)), "crps_per_step": crps_per_step.tolist(), "intervals": intervals}
+
+
+def residual_quantiles(forecast, series, config, levels, history_length):
+    """Each level's quantile of the validation residuals (actual - `forecast`) per
+    step and target, (horizon, levels, targets): what a point forecast adds to become
+    a quantile forecast (empirical, per horizon step). From evenly spaced validation
+    windows, at most RESIDUAL_VALUES values in all."""
+    starts = window_starts(series, "val", config)
+    most = max(1, RESIDUAL_VALUES // (config["horizon"] * len(series.target_index)))
+    starts = starts[np.linspace(0, len(starts) - 1, min(most, len(starts))).astype(int)]
+    residuals = np.concatenate(
+        [actual - forecast(history) for history, actual in window_chunks(series, starts, config, history_length)]
+    )
+    return np.transpose(np.quantile(residuals, levels, axis=0), (1, 0, 2)).astype("float32")
+
+
 def evaluate(args):
     model, run_dir = runs.load_model_to_evaluate(args.run_dir or args.model)
     config = runs.load_json(run_dir / "config.json")
@@ -59,30 +119,79 @@ def evaluate(args):
         std,
     )
 
+    def model_outputs(history):
+        """(point forecast, quantiles or None) of the model."""
+        outputs = model.predict(history, batch_size=256, verbose=0)
+        return (outputs["forecast"], outputs["quantiles"]) if isinstance(outputs, dict) else (outputs, None)
+
     def forecasts(seasonal_history):
+        """The point forecasts by name, and the model's quantiles (None for a point model)."""
         history = seasonal_history[:, -lookback:]
+        point, quantiles = model_outputs(history)
         return {
-            "model": model.predict(history, batch_size=256, verbose=0),
+            "model": point,
             "persistence": baselines.persistence(history, index, horizon),
             "seasonal_naive": baselines.seasonal_naive(seasonal_history, index, horizon, season),
             "linear": baselines.linear(history, index, linear, std),
-        }
+        }, quantiles
 
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
     history_length = max(lookback, season)
+    levels = config.get("quantiles") or list(POINT_MODEL_LEVELS)
+    # Empirical quantile forecasts: a point forecast plus the quantiles of its validation residuals.
+    offsets = {
+        "model": residual_quantiles(
+            lambda seasonal_history: model_outputs(seasonal_history[:, -lookback:])[0],
+            series,
+            config,
+            levels,
+            history_length,
+        ),
+        "seasonal_naive": residual_quantiles(
+            lambda seasonal_history: baselines.seasonal_naive(seasonal_history, index, horizon, season),
+            series,
+            config,
+            levels,
+            history_length,
+        ),
+    }
+
+    def quantile_forecasts(point, own):
+        empirical = {name: point[name][:, :, None, :] + offsets[name][None] for name in offsets}
+        if own is None:
+            return empirical
+        return {
+            "model": own,
+            "model_median_empirical": empirical["model"],
+            "seasonal_naive": empirical["seasonal_naive"],
+        }
+
     starts = window_starts(series, "test", config)[: args.limit]
-    errors = {}
+    errors, intervals = {}, {}
     progress = keras.utils.Progbar(len(starts), unit_name="window")
     for seasonal_history, actual in window_chunks(series, starts, config, history_length):
-        for name, predicted in forecasts(seasonal_history).items():
+        point, own = forecasts(seasonal_history)
+        for name, predicted in point.items():
             errors.setdefault(name, ForecastErrors(std)).add(predicted, actual)
+        for name, quantiles in quantile_forecasts(point, own).items():
+            intervals.setdefault(name, IntervalScores(std, levels)).add(quantiles, actual)
         progress.add(len(actual))
     metrics = {
         "test_windows": len(starts),
         "targets": series.targets,
         "horizon": horizon,
         **{name: forecast_errors.metrics() for name, forecast_errors in errors.items()},
+        "quantile_levels": levels,
+        "quantile_forecasts": {
+            name: {
+                "method": "trained quantiles"
+                if name == "model" and config.get("quantiles")
+                else "point forecast + empirical quantiles of its validation residuals per step",
+                **scores.metrics(),
+            }
+            for name, scores in intervals.items()
+        },
     }
     runs.save_json(run_dir / "metrics.json", metrics)
     samples = sorted({0, len(starts) // 2, len(starts) - 1})  # first, middle, last: cut and forecast again
@@ -90,7 +199,7 @@ def evaluate(args):
     plot_forecasts(
         seasonal_history[:, -lookback:, index],
         actual,
-        forecasts(seasonal_history),
+        forecasts(seasonal_history)[0],
         series.targets,
         run_dir / "forecasts.png",
         window_numbers=samples,
@@ -99,6 +208,11 @@ def evaluate(args):
     print(f"\nTest windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
     print("MSE and MAE on the standardised scale:")
     print(metrics_table(metrics, list(errors)))
+    print(
+        f"Quantile forecasts (levels {', '.join(f'{q:g}' for q in levels)}): CRPS on the standardised scale, "
+        "coverage and width (in standard deviations) of the central intervals:"
+    )
+    print(interval_table(metrics["quantile_forecasts"]))
     print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png and error_by_horizon.png")
     return metrics
 
@@ -109,24 +223,45 @@ def metrics_table(metrics, names):
     return text_table([{"name": name, **metrics[name]} for name in names], columns)
 
 
+def interval_table(quantile_forecasts):
+    rows, columns = [], [("name", "", "{}"), ("crps", "CRPS", "{:.4f}")]
+    for name, scores in quantile_forecasts.items():
+        row = {"name": name, "crps": scores["crps"]}
+        for nominal, interval in scores["intervals"].items():
+            row[f"coverage {nominal}"], row[f"width {nominal}"] = interval["coverage"], interval["width"]
+        rows.append(row)
+    for nominal in next(iter(quantile_forecasts.values()))["intervals"]:
+        columns += [
+            (f"coverage {nominal}", f"coverage {nominal}", "{:.3f}"),
+            (f"width {nominal}", f"width {nominal}", "{:.3f}"),
+        ]
+    return text_table(rows, columns)
+
+
 def load_forecaster(model_path):
     """(info, forecast function) of a .keras model, a run directory or a SavedModel;
-    info holds the series summary, lookback and horizon."""
+    info holds the series summary, lookback, horizon and quantile levels (None for a
+    point model); the function gives {"forecast": ...[, "quantiles": ...]}."""
     model_path = Path(model_path)
     if is_savedmodel(model_path):
         signature = load_serving_signature(model_path)
 
         def forecast(history):
-            return signature(history=tf.constant(history))["forecast"].numpy()
+            return {name: value.numpy() for name, value in signature(history=tf.constant(history)).items()}
 
         return runs.load_json(model_path / "seqapps.json"), forecast
     run_dir = model_path if model_path.is_dir() else model_path.parent
     model = runs.load_model(model_path)
 
     def forecast(history):
-        return model.predict(history, verbose=0)
+        return as_outputs(model.predict(history, verbose=0))
 
     return {**runs.load_json(run_dir / "config.json"), **runs.load_json(run_dir / "series.json")}, forecast
+
+
+def as_outputs(outputs):
+    """A model's outputs as a dict: a point model's forecast under "forecast"."""
+    return outputs if isinstance(outputs, dict) else {"forecast": outputs}
 
 
 def predict(args):
@@ -141,10 +276,17 @@ def predict(args):
     history = values[-info["lookback"] :]
     if np.isnan(history).any():
         raise UsageError(f"{args.inputs[0]}: missing values in the last {info['lookback']} rows; fill them first")
-    forecast = forecast_fn(history[None].astype("float32"))[0]
+    outputs = forecast_fn(history[None].astype("float32"))
+    forecast = outputs["forecast"][0]
+    header, table = ["date", *info["targets"]], forecast
+    if info.get("quantiles"):  # each target's quantiles after the point forecasts: OT_q0.1, OT_q0.9, ...
+        levels = [(k, q) for k, q in enumerate(info["quantiles"]) if q != 0.5]
+        header += [f"{target}_q{q:g}" for target in info["targets"] for _, q in levels]
+        quantiles = outputs["quantiles"][0][:, [k for k, _ in levels]]  # (horizon, levels, targets)
+        table = np.concatenate([forecast, np.transpose(quantiles, (0, 2, 1)).reshape(len(forecast), -1)], axis=1)
     step = timedelta(seconds=info["time_step_seconds"])
-    lines = [",".join(["date", *info["targets"]])]
-    for k, row in enumerate(forecast, start=1):
+    lines = [",".join(header)]
+    for k, row in enumerate(table, start=1):
         lines.append(",".join([(times[-1] + k * step).isoformat(sep=" "), *(f"{v:.6g}" for v in row)]))
     text = "\n".join(lines) + "\n"
     if args.output:
@@ -159,25 +301,28 @@ def export(args):
     run_dir = Path(args.run_dir)
     model = runs.load_model(run_dir)
     config = runs.load_json(run_dir / "config.json")
-    info = {**runs.load_json(run_dir / "series.json"), "lookback": config["lookback"], "horizon": config["horizon"]}
+    info = {
+        **runs.load_json(run_dir / "series.json"),
+        **{key: config.get(key) for key in ("lookback", "horizon", "quantiles")},
+    }
     lookback, n_features = model.input_shape[1:]
 
     def serve(history):
         history = tf.debugging.assert_all_finite(
             history, "history holds NaN or Inf: send complete windows (fill gaps before forecasting)"
         )
-        return {"forecast": model(history, training=False)}
+        return as_outputs(model(history, training=False))
 
     rng = np.random.default_rng(0)
     sample = np.array(info["mean"]) + np.array(info["std"]) * rng.normal(size=(4, lookback, n_features))
     sample = sample.astype("float32")
-    expected = model.predict(sample, verbose=0)
+    expected = as_outputs(model.predict(sample, verbose=0))
 
     path = export_savedmodel(
         model,
         serve,
         examples={"history": sample},
-        expected={"forecast": expected},
+        expected=expected,
         export_dir=args.export_dir,
         version=args.version,
         atol=1e-4,

@@ -30,6 +30,11 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     - `"direct"`: a dense head maps the final state to all `horizon` steps.
     - `"autoregressive"`: a second recurrent layer decodes a segment at a time,
       feeding each back in.
+
+    With `quantiles` (levels in (0, 1), sorted, 0.5 among them) the head gives every
+    step one value per level, and the output is (batch, horizon, levels, targets):
+    the median, and above and below it sums of positive (softplus) steps, so the
+    quantiles never cross, from the first step of training on.
     """
 
     def __init__(
@@ -45,10 +50,13 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         recurrent_dropout,
         decoder="direct",
         normalization="last",
+        quantiles=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if quantiles and decoder == "autoregressive":
+            raise ValueError("quantiles need the parallel or the direct decoder")
         if lookback % segment or horizon % segment:
             raise ValueError(f"--segment {segment} must divide --lookback {lookback} and --horizon {horizon}")
         self.lookback, self.horizon, self.segment = lookback, horizon, segment
@@ -56,6 +64,8 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         self.cell, self.units, self.layers = cell, units, layers
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         self.decoder, self.normalization, self.seed = decoder, normalization, seed
+        self.quantiles = list(quantiles) if quantiles else None
+        levels = len(self.quantiles) if self.quantiles else 1
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}.")
         self.embed = keras.layers.Dense(units, activation="relu", name="segment_embedding")
@@ -74,9 +84,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         ]
         self.head_dropout = keras.layers.Dropout(dropout, seed=seed)
         if decoder == "parallel":
-            self.head = keras.layers.Dense(segment, name="head")
+            self.head = keras.layers.Dense(segment * levels, name="head")
         elif decoder == "direct":
-            self.head = keras.layers.Dense(horizon, name="head")
+            self.head = keras.layers.Dense(horizon * levels, name="head")
         elif decoder == "autoregressive":
             self.decoder_rnn = make_rnn(
                 cell, units, return_state=True, recurrent_dropout=recurrent_dropout, seed=seed, name="decoder"
@@ -129,7 +139,14 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
                 segment = self.head(self.head_dropout(h, training=training))
                 pieces.append(segment)
             y = ops.concatenate(pieces, axis=-1)
-        y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) * scale + shift
+        if not self.quantiles:
+            y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) * scale + shift
+            return ops.take(y, self.target_index, axis=-1)
+        y = ops.reshape(y, (-1, features, self.horizon, len(self.quantiles)))
+        y = monotone_quantiles(ops.transpose(y, (0, 2, 3, 1)), self.quantiles.index(0.5))
+        if self.normalization == "revin":
+            scale = scale[:, :, None, :]
+        y = y * scale + shift[:, :, None, :]  # (batch, horizon, levels, features)
         return ops.take(y, self.target_index, axis=-1)
 
     def decode_in_parallel(self, states, batch, features, training):
@@ -155,10 +172,12 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         states = [ops.reshape(ops.repeat(state[:, None], n_out, axis=1), (-1, self.units)) for state in states]
         h, _ = cell.step(ops.reshape(projected, (-1, width)), states, training=training)
         cell.reset_recurrent_dropout_mask()  # one mask per call, as keras.layers.RNN keeps it
-        y = self.head(self.head_dropout(h, training=training))  # (batch * features * n_out, segment)
-        return ops.reshape(y, (-1, self.horizon))
+        y = self.head(self.head_dropout(h, training=training))  # (batch * features * n_out, segment * levels)
+        return ops.reshape(y, (-1, self.horizon * (len(self.quantiles) if self.quantiles else 1)))
 
     def compute_output_shape(self, input_shape):
+        if self.quantiles:
+            return (input_shape[0], self.horizon, len(self.quantiles), len(self.target_index))
         return (input_shape[0], self.horizon, len(self.target_index))
 
     def get_config(self):
@@ -175,8 +194,19 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             "recurrent_dropout": self.recurrent_dropout,
             "decoder": self.decoder,
             "normalization": self.normalization,
+            "quantiles": self.quantiles,
             "seed": self.seed,
         }
+
+
+def monotone_quantiles(raw, median):
+    """Quantiles (..., levels, features) that never cross, from unconstrained `raw`
+    values: level `median` is its raw value, each level above it the one below plus
+    softplus of its raw value, each level below it the one above minus that."""
+    center = raw[..., median : median + 1, :]
+    above = center + ops.cumsum(ops.softplus(raw[..., median + 1 :, :]), axis=-2)
+    below = center - ops.flip(ops.cumsum(ops.flip(ops.softplus(raw[..., :median, :]), axis=-2), axis=-2), axis=-2)
+    return ops.concatenate([below, center, above], axis=-2)
 
 
 class StandardizedError(keras.losses.Loss):
@@ -219,6 +249,30 @@ class StandardizedMeanAbsoluteError(StandardizedError):
 LOSSES = {"mse": StandardizedMeanSquaredError, "mae": StandardizedMeanAbsoluteError}
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class StandardizedPinballLoss(keras.losses.Loss):
+    """The pinball (quantile) loss on the standardised scale, averaged over the levels
+    and targets: for level q and error e = y - y_q in standard deviations of the
+    target, max(q e, (q - 1) e). Twice it is the CRPS of the quantile forecast
+    (Gneiting & Raftery 2007), the quantile levels standing in for all levels.
+
+    y_true is (batch, horizon, targets), y_pred (batch, horizon, levels, targets).
+    """
+
+    def __init__(self, scale, quantiles, name="pinball", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale = [float(s) for s in scale]
+        self.quantiles = [float(q) for q in quantiles]
+
+    def call(self, y_true, y_pred):
+        levels = ops.convert_to_tensor(self.quantiles)[:, None]
+        error = (y_true[:, :, None, :] - y_pred) / ops.convert_to_tensor(self.scale)
+        return ops.mean(ops.maximum(levels * error, (levels - 1.0) * error), axis=(-2, -1))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "quantiles": self.quantiles}
+
+
 def learning_rate(config, series):
     """The learning rate of each epoch, as a schedule where it changes: SegRNN's "type3"
     with `lr_decay` != 1 (constant for four epochs, then multiplied by `lr_decay` after
@@ -253,22 +307,30 @@ def build_model(config, series):
         recurrent_dropout=config["recurrent_dropout"],
         decoder=config["decoder"],
         normalization=config["normalization"],
+        quantiles=config.get("quantiles"),
         seed=config["seed"],
         name="forecaster",
     )(x)
     forecast = keras.layers.Normalization(
         mean=mean[index], variance=var[index], invert=True, name="forecast", dtype="float32"
     )(x)
-    model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
     scale = series.std[index]
     # The standardised MSE is also a metric, so that a model trained on another
     # loss is still measured (and its recipe chosen) on the benchmark's metric.
     mse = keras.metrics.MeanMetricWrapper(StandardizedMeanSquaredError(scale), name="standardized_mse")
+    optimizer = keras.optimizers.Adam(
+        learning_rate(config, series), beta_1=config["adam_beta_1"], epsilon=config["adam_epsilon"]
+    )
+    if not config.get("quantiles"):
+        model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
+        model.compile(optimizer=optimizer, loss=LOSSES[config["loss"]](scale), metrics=["mae", mse])
+        return model
+    # The quantiles, and the median as the point forecast.
+    median = keras.ops.take(forecast, config["quantiles"].index(0.5), axis=2)
+    model = keras.Model(history, {"forecast": median, "quantiles": forecast}, name=f"forecasting_{config['cell']}")
     model.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate(config, series), beta_1=config["adam_beta_1"], epsilon=config["adam_epsilon"]
-        ),
-        loss=LOSSES[config["loss"]](scale),
-        metrics=["mae", mse],
+        optimizer=optimizer,
+        loss={"quantiles": StandardizedPinballLoss(scale, config["quantiles"])},
+        metrics={"forecast": ["mae", mse]},
     )
     return model

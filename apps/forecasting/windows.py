@@ -58,4 +58,11 @@ def dataset(series: Series, split, config, shuffle_seed=None):
 
 
 def datasets(config, series: Series, model):
-    return dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)
+    train, validation = dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)
+    if config.get("quantiles"):  # both outputs, the median and the quantiles, are scored against the future
+
+        def both(history, future):
+            return history, {"forecast": future, "quantiles": future}
+
+        train, validation = train.map(both), validation.map(both)
+    return train, validation

@@ -1,0 +1,123 @@
+"""Quantile forecasts (`forecasting train --quantiles`): the loss, the scores, the
+model, and the run through evaluate, predict and export."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from seqapps.apps import forecasting, runs
+from seqapps.apps.export import run_savedmodel_in_subprocess
+from seqapps.apps.forecasting import data
+from seqapps.apps.forecasting.commands import IntervalScores
+from seqapps.apps.forecasting.model import StandardizedPinballLoss, build_model
+
+TINY = ["--lookback", "24", "--horizon", "12", "--segment", "6", "--units", "16", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def series_csv(tmp_path_factory, write_series):
+    return write_series(tmp_path_factory.mktemp("series") / "sines.csv")
+
+
+@pytest.fixture(scope="module")
+def run_dir(series_csv, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "quantiles"
+    args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "4", "--verbose", "0"]
+    forecasting.main([*args, *TINY, "--quantiles", "0.9,0.1"])
+    return run_dir
+
+
+def test_levels_are_read_sorted_with_the_median():
+    assert forecasting.quantile_levels("0.9, 0.1") == [0.1, 0.5, 0.9]
+    assert forecasting.quantile_levels("0.5") == [0.5]
+
+
+def test_pinball_loss_and_crps_by_hand():
+    y_true = np.array([[[1.0, 10.0]]])  # (batch 1, horizon 1, targets 2)
+    y_pred = np.array([[[[0.0, 14.0], [2.0, 10.0], [3.0, 12.0]]]])  # levels 0.1, 0.5, 0.9
+    scale = [1.0, 2.0]
+    # Errors y - y_q in standard deviations: target 0: 1, -1, -2; target 1: -2, 0, -1.
+    by_hand = {
+        (0.1, 1.0): 0.1,
+        (0.5, -1.0): 0.5,
+        (0.9, -2.0): 0.2,
+        (0.1, -2.0): 1.8,
+        (0.5, 0.0): 0.0,
+        (0.9, -1.0): 0.1,
+    }
+    expected = np.mean(list(by_hand.values()))
+    loss = StandardizedPinballLoss(scale, [0.1, 0.5, 0.9])(y_true, y_pred)
+    assert float(loss) == pytest.approx(expected)
+    scores = IntervalScores(np.array(scale), [0.1, 0.5, 0.9])
+    scores.add(y_pred, y_true)
+    metrics = scores.metrics()
+    assert metrics["crps"] == pytest.approx(2 * expected)
+    interval = metrics["intervals"]["80%"]
+    assert interval["coverage"] == 0.5  # 1 is inside [0, 3]; 10 is not inside [14, 12]
+    assert interval["width"] == pytest.approx((3.0 + (12.0 - 14.0) / 2) / 2)
+
+
+def test_the_true_noise_quantiles_cover_as_often_as_they_say():
+    rng = np.random.default_rng(0)
+    levels = [0.05, 0.1, 0.5, 0.9, 0.95]
+    mean = rng.normal(size=(4000, 6, 2))
+    actual = mean + rng.normal(size=mean.shape) * np.array([1.0, 3.0])
+    quantiles = mean[:, :, None, :] + norm.ppf(levels)[None, None, :, None] * np.array([1.0, 3.0])
+    scores = IntervalScores(np.array([1.0, 3.0]), levels)
+    for chunk in range(0, 4000, 1000):  # chunks add up as one pass would
+        scores.add(quantiles[chunk : chunk + 1000], actual[chunk : chunk + 1000])
+    intervals = scores.metrics()["intervals"]
+    assert intervals["80%"]["coverage"] == pytest.approx(0.80, abs=0.01)
+    assert intervals["90%"]["coverage"] == pytest.approx(0.90, abs=0.01)
+    assert intervals["80%"]["width"] == pytest.approx(2 * norm.ppf(0.9), rel=1e-6)
+
+
+def test_quantiles_never_cross_even_untrained(series_csv):
+    config = {**forecasting.DEFAULTS, "dataset": str(series_csv), "data_dir": None, "limit": None, "seed": 0}
+    config = forecasting.complete_config({**config, "lookback": 24, "horizon": 12, "segment": 6, "units": 16})
+    for decoder in ("parallel", "direct"):
+        config.update(decoder=decoder, quantiles=[0.05, 0.25, 0.5, 0.75, 0.95])
+        model = build_model(config, data.load(config))
+        history = np.random.default_rng(1).normal(10, 5, size=(8, 24, 3)).astype("float32")
+        outputs = model.predict(history, verbose=0)
+        assert outputs["quantiles"].shape == (8, 12, 5, 3)
+        assert np.all(np.diff(outputs["quantiles"], axis=2) > 0)
+        np.testing.assert_array_equal(outputs["forecast"], outputs["quantiles"][:, :, 2])
+
+
+def test_quantiles_need_a_decoder_that_does_not_feed_back(series_csv, capsys):
+    with pytest.raises(SystemExit):
+        forecasting.main(["train", "--dataset", str(series_csv), "--decoder", "autoregressive", "--quantiles", "0.1"])
+    assert "--quantiles needs --decoder parallel or direct" in capsys.readouterr().err
+
+
+def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):
+    metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
+    assert metrics["quantile_levels"] == [0.1, 0.5, 0.9]
+    scored = metrics["quantile_forecasts"]
+    assert set(scored) == {"model", "model_median_empirical", "seasonal_naive"}
+    assert scored["model"]["method"] == "trained quantiles"
+    for scores in scored.values():
+        assert scores["crps"] > 0 and 0 <= scores["intervals"]["80%"]["coverage"] <= 1
+        assert len(scores["intervals"]["80%"]["coverage_per_step"]) == 12
+
+
+def test_predict_and_export_give_the_quantiles_in_raw_units(run_dir, series_csv, tmp_path, capsys):
+    forecasting.main(["predict", "--model", str(run_dir), str(series_csv)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "date,load,temp,OT,load_q0.1,load_q0.9,temp_q0.1,temp_q0.9,OT_q0.1,OT_q0.9"
+    table = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    assert np.all(table[:, 3:9:2] < table[:, 0:3]) and np.all(table[:, 0:3] < table[:, 4:9:2])
+    path = forecasting.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
+    assert json.loads((path / "seqapps.json").read_text())["quantiles"] == [0.1, 0.5, 0.9]
+    model = runs.load_model(run_dir)
+    history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
+    served = run_savedmodel_in_subprocess(path, {"history": history})
+    expected = model.predict(history, verbose=0)
+    assert served["quantiles"].shape == (3, 12, 3, 3)
+    for name in ("forecast", "quantiles"):
+        np.testing.assert_allclose(served[name], expected[name], atol=1e-4)
+    shifted = run_savedmodel_in_subprocess(path, {"history": history + 100})
+    assert np.mean(shifted["quantiles"] - served["quantiles"]) == pytest.approx(100, rel=0.05)
