@@ -79,6 +79,57 @@ def plot_forecasts(history, actual, forecasts, targets, path, window_numbers, ma
     save_figure(fig, path, dpi=90)
 
 
+def plot_fan_chart(history, actual, quantiles, levels, targets, path, window_numbers, max_targets=3):
+    """Some test windows: history, actual future, the median forecast and its central
+    intervals as bands (a fan chart).
+
+    `quantiles` (windows, horizon, levels, targets) at `levels` (sorted, 0.5 among them).
+    """
+    rows = min(max_targets, len(targets))
+    fig, axes = subplots(rows, len(actual), figsize=(5 * len(actual), 2.8 * rows), squeeze=False)
+    lookback, horizon = history.shape[1], actual.shape[1]
+    past, future = np.arange(-lookback, 0), np.arange(horizon)
+    pairs = [(i, levels.index(1 - q)) for i, q in enumerate(levels) if q < 0.5 and 1 - q in levels]
+    median = levels.index(0.5)
+    for row in range(rows):
+        for window, number in enumerate(window_numbers):
+            ax = axes[row][window]
+            ax.plot(past, history[window, :, row], color="gray", lw=1, label="history")
+            for k, (low, high) in enumerate(pairs):  # outermost first, each band darker
+                ax.fill_between(
+                    future,
+                    quantiles[window, :, low, row],
+                    quantiles[window, :, high, row],
+                    color="tab:blue",
+                    alpha=0.15 + 0.15 * k,
+                    lw=0,
+                    label=f"{levels[high] - levels[low]:.0%} interval",
+                )
+            ax.plot(future, quantiles[window, :, median, row], color="tab:blue", lw=1.5, label="median")
+            ax.plot(future, actual[window, :, row], color="black", lw=1, label="actual")
+            ax.set_title(f"{targets[row]}, test window {number}")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize="small")
+    save_figure(fig, path, dpi=90)
+
+
+def plot_calibration(coverages, path):
+    """Observed against nominal coverage of central intervals; `coverages`: name ->
+    {nominal share: observed share}. On the diagonal, the intervals say the truth."""
+    fig, ax = subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--", label="calibrated")
+    for name, points in coverages.items():
+        nominal = sorted(points)
+        ax.plot(nominal, [points[n] for n in nominal], "o-", label=name)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("observed coverage (test windows)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, path)
+
+
 def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
     """`errors`: name -> error per forecast step."""
     fig, ax = subplots(figsize=(7, 4))

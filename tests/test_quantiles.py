@@ -102,6 +102,8 @@ def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):
     for scores in scored.values():
         assert scores["crps"] > 0 and 0 <= scores["intervals"]["80%"]["coverage"] <= 1
         assert len(scores["intervals"]["80%"]["coverage_per_step"]) == 12
+    for plot in ("fan_chart.png", "calibration.png"):
+        assert (run_dir / plot).stat().st_size > 10_000
 
 
 def test_predict_and_export_give_the_quantiles_in_raw_units(run_dir, series_csv, tmp_path, capsys):

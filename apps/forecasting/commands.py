@@ -14,7 +14,7 @@ from seqapps.apps.forecasting import baselines
 from seqapps.apps.forecasting import model as _registers  # noqa: F401  the layers and losses saved models name
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
 from seqapps.apps.forecasting.windows import window_chunks, window_starts, windows
-from seqapps.apps.plots import plot_error_by_horizon, plot_forecasts
+from seqapps.apps.plots import plot_calibration, plot_error_by_horizon, plot_fan_chart, plot_forecasts
 from seqapps.apps.tables import text_table
 
 
@@ -196,13 +196,33 @@ def evaluate(args):
     runs.save_json(run_dir / "metrics.json", metrics)
     samples = sorted({0, len(starts) // 2, len(starts) - 1})  # first, middle, last: cut and forecast again
     seasonal_history, actual = windows(series, starts[samples], config, history_length)
+    point, own = forecasts(seasonal_history)
     plot_forecasts(
         seasonal_history[:, -lookback:, index],
         actual,
-        forecasts(seasonal_history)[0],
+        point,
         series.targets,
         run_dir / "forecasts.png",
         window_numbers=samples,
+    )
+    plot_fan_chart(
+        seasonal_history[:, -lookback:, index],
+        actual,
+        quantile_forecasts(point, own)["model"],
+        levels,
+        series.targets,
+        run_dir / "fan_chart.png",
+        window_numbers=samples,
+    )
+    plot_calibration(
+        {
+            name: {
+                interval["levels"][1] - interval["levels"][0]: interval["coverage"]
+                for interval in scores["intervals"].values()
+            }
+            for name, scores in metrics["quantile_forecasts"].items()
+        },
+        run_dir / "calibration.png",
     )
     plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in errors}, run_dir / "error_by_horizon.png")
     print(f"\nTest windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
@@ -213,7 +233,7 @@ def evaluate(args):
         "coverage and width (in standard deviations) of the central intervals:"
     )
     print(interval_table(metrics["quantile_forecasts"]))
-    print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png and error_by_horizon.png")
+    print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png, fan_chart.png, calibration.png and error_by_horizon.png")
     return metrics
 
 
