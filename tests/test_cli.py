@@ -86,3 +86,4 @@ def test_the_option_tables_name_what_the_code_knows():
     assert app.CELL_NAMES == tuple(CELLS)
     assert translation.ATTENTION_NAMES == tuple(ATTENTIONS)
     assert forecasting.LOSSES == tuple(forecasting_model.LOSSES)
+    assert forecasting.DISTRIBUTIONS == tuple(forecasting_model.DISTRIBUTIONS)

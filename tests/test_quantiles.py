@@ -1,5 +1,6 @@
-"""Quantile forecasts (`forecasting train --quantiles`): the loss, the scores, the
-model, and the run through evaluate, predict and export."""
+"""Quantile and distribution forecasts (`forecasting train --quantiles`,
+`--distribution normal`): the losses, the scores, the model, and the run through
+evaluate, predict and export."""
 
 import json
 
@@ -11,7 +12,7 @@ from seqapps.apps import forecasting, runs
 from seqapps.apps.export import run_savedmodel_in_subprocess
 from seqapps.apps.forecasting import data
 from seqapps.apps.forecasting.commands import IntervalScores
-from seqapps.apps.forecasting.model import StandardizedPinballLoss, build_model
+from seqapps.apps.forecasting.model import StandardizedNormalNLL, StandardizedPinballLoss, build_model
 
 TINY = ["--lookback", "24", "--horizon", "12", "--segment", "6", "--units", "16", "--batch-size", "32"]
 
@@ -87,10 +88,45 @@ def test_quantiles_never_cross_even_untrained(series_csv):
         np.testing.assert_array_equal(outputs["forecast"], outputs["quantiles"][:, :, 2])
 
 
-def test_quantiles_need_a_decoder_that_does_not_feed_back(series_csv, capsys):
+def test_quantiles_need_a_decoder_that_does_not_feed_back_and_exclude_a_distribution(series_csv, capsys):
     with pytest.raises(SystemExit):
         forecasting.main(["train", "--dataset", str(series_csv), "--decoder", "autoregressive", "--quantiles", "0.1"])
     assert "--quantiles needs --decoder parallel or direct" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        forecasting.main(["train", "--dataset", str(series_csv), "--quantiles", "0.1", "--distribution", "normal"])
+    assert "give --quantiles or --distribution, not both" in capsys.readouterr().err
+
+
+def test_normal_negative_log_likelihood_by_hand():
+    y_true = np.array([[[1.0, 10.0]]])
+    y_pred = np.array([[[[0.0, 14.0], [2.0, 4.0]]]])  # means 0, 14; standard deviations 2, 4
+    scale = [1.0, 2.0]
+    by_hand = [norm.logpdf(1.0, 0.0, 2.0) + np.log(1.0), norm.logpdf(10.0, 14.0, 4.0) + np.log(2.0)]
+    loss = StandardizedNormalNLL(scale)(y_true, y_pred)
+    assert float(loss) == pytest.approx(-np.mean(by_hand), rel=1e-6)
+
+
+def test_a_normal_forecast_trains_and_gives_its_quantiles_everywhere(series_csv, tmp_path, capsys):
+    run_dir = tmp_path / "normal"
+    args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "2", "--verbose", "0"]
+    forecasting.main([*args, *TINY, "--distribution", "normal"])
+    model = runs.load_model(run_dir)
+    history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
+    outputs = model.predict(history, verbose=0)
+    mean, std = outputs["distribution"][:, :, 0], outputs["distribution"][:, :, 1]
+    np.testing.assert_array_equal(outputs["forecast"], mean)
+    assert np.all(std > 0)
+    levels = forecasting.DISTRIBUTION_LEVELS
+    expected = mean[:, :, None] + std[:, :, None] * norm.ppf(levels)[None, None, :, None]
+    np.testing.assert_allclose(outputs["quantiles"], expected, rtol=1e-5, atol=1e-4)
+    metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
+    assert metrics["quantile_levels"] == list(levels)
+    assert metrics["quantile_forecasts"]["model"]["method"] == "quantiles of the normal distribution"
+    assert set(metrics["quantile_forecasts"]["model"]["intervals"]) == {"90%", "80%", "50%"}
+    capsys.readouterr()
+    forecasting.main(["predict", "--model", str(run_dir), str(series_csv)])
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header[4:10] == [f"load_q{q:g}" for q in levels if q != 0.5]
 
 
 def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):

@@ -26,8 +26,11 @@ from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent
 from seqapps.apps.forecasting import data
 
 NORMALIZATIONS = ("last", "revin")  # of each window (model.SegmentRecurrentForecaster)
-# The names of `model.LOSSES`, without importing Keras (tests/test_cli.py checks them).
+# The names of `model.LOSSES` and `model.DISTRIBUTIONS`, without importing Keras (tests/test_cli.py checks them).
 LOSSES = ("mse", "mae")
+DISTRIBUTIONS = ("normal",)
+# The levels at which a distribution's quantiles are given (and its intervals scored).
+DISTRIBUTION_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
 def quantile_levels(text: str) -> list[float]:
@@ -111,13 +114,33 @@ OPTIONS = [
         "the point forecast), trained on the pinball loss instead of --loss",
         quantile_levels,
     ),
+    Option(
+        "distribution",
+        None,
+        "forecast a distribution per step and target, trained on its negative log-likelihood instead of --loss: "
+        "its mean is the point forecast, and its quantiles at "
+        + ", ".join(f"{q:g}" for q in DISTRIBUTION_LEVELS)
+        + " come with it",
+        choices=list(DISTRIBUTIONS),
+    ),
 ]
+
+
+def forecast_levels(config):
+    """The quantile levels a run's model forecasts: its --quantiles, its distribution's
+    DISTRIBUTION_LEVELS, or None for a point model."""
+    if config.get("quantiles"):
+        return list(config["quantiles"])
+    return list(DISTRIBUTION_LEVELS) if config.get("distribution") else None
 
 
 def complete_config(config):
     config = data.complete_config(config)
-    if config.get("quantiles") and config["decoder"] == "autoregressive":
-        raise cli.UsageError("--quantiles needs --decoder parallel or direct: the autoregressive one feeds back values")
+    given = [f"--{name}" for name in ("quantiles", "distribution") if config.get(name)]
+    if len(given) == 2:
+        raise cli.UsageError("give --quantiles or --distribution, not both: each replaces the other's loss")
+    if given and config["decoder"] == "autoregressive":
+        raise cli.UsageError(f"{given[0]} needs --decoder parallel or direct: the autoregressive one feeds back values")
     return config
 
 

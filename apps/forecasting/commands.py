@@ -10,7 +10,7 @@ import tensorflow as tf
 from seqapps.apps import runs
 from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
-from seqapps.apps.forecasting import baselines
+from seqapps.apps.forecasting import baselines, forecast_levels
 from seqapps.apps.forecasting import model as _registers  # noqa: F401  the layers and losses saved models name
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
 from seqapps.apps.forecasting.windows import window_chunks, window_starts, windows
@@ -138,7 +138,7 @@ def evaluate(args):
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
     history_length = max(lookback, season)
-    levels = config.get("quantiles") or list(POINT_MODEL_LEVELS)
+    levels = forecast_levels(config) or list(POINT_MODEL_LEVELS)
     # Empirical quantile forecasts: a point forecast plus the quantiles of its validation residuals.
     offsets = {
         "model": residual_quantiles(
@@ -167,6 +167,13 @@ def evaluate(args):
             "seasonal_naive": empirical["seasonal_naive"],
         }
 
+    own_method = (
+        "trained quantiles"
+        if config.get("quantiles")
+        else f"quantiles of the {config['distribution']} distribution"
+        if config.get("distribution")
+        else None
+    )
     starts = window_starts(series, "test", config)[: args.limit]
     errors, intervals = {}, {}
     progress = keras.utils.Progbar(len(starts), unit_name="window")
@@ -185,8 +192,8 @@ def evaluate(args):
         "quantile_levels": levels,
         "quantile_forecasts": {
             name: {
-                "method": "trained quantiles"
-                if name == "model" and config.get("quantiles")
+                "method": own_method
+                if name == "model" and own_method
                 else "point forecast + empirical quantiles of its validation residuals per step",
                 **scores.metrics(),
             }
@@ -299,8 +306,8 @@ def predict(args):
     outputs = forecast_fn(history[None].astype("float32"))
     forecast = outputs["forecast"][0]
     header, table = ["date", *info["targets"]], forecast
-    if info.get("quantiles"):  # each target's quantiles after the point forecasts: OT_q0.1, OT_q0.9, ...
-        levels = [(k, q) for k, q in enumerate(info["quantiles"]) if q != 0.5]
+    if forecast_levels(info):  # each target's quantiles after the point forecasts: OT_q0.1, OT_q0.9, ...
+        levels = [(k, q) for k, q in enumerate(forecast_levels(info)) if q != 0.5]
         header += [f"{target}_q{q:g}" for target in info["targets"] for _, q in levels]
         quantiles = outputs["quantiles"][0][:, [k for k, _ in levels]]  # (horizon, levels, targets)
         table = np.concatenate([forecast, np.transpose(quantiles, (0, 2, 1)).reshape(len(forecast), -1)], axis=1)
@@ -323,7 +330,9 @@ def export(args):
     config = runs.load_json(run_dir / "config.json")
     info = {
         **runs.load_json(run_dir / "series.json"),
-        **{key: config.get(key) for key in ("lookback", "horizon", "quantiles")},
+        "lookback": config["lookback"],
+        "horizon": config["horizon"],
+        "quantiles": forecast_levels(config),
     }
     lookback, n_features = model.input_shape[1:]
 

@@ -2,11 +2,12 @@
 forecaster -> raw-unit forecast."""
 
 import math
+import statistics
 
 import keras
 from keras import ops
 
-from seqapps.apps.forecasting import NORMALIZATIONS
+from seqapps.apps.forecasting import DISTRIBUTION_LEVELS, NORMALIZATIONS
 from seqapps.apps.forecasting.windows import window_starts
 from seqapps.layers import make_rnn
 
@@ -34,7 +35,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     With `quantiles` (levels in (0, 1), sorted, 0.5 among them) the head gives every
     step one value per level, and the output is (batch, horizon, levels, targets):
     the median, and above and below it sums of positive (softplus) steps, so the
-    quantiles never cross, from the first step of training on.
+    quantiles never cross, from the first step of training on. With
+    `distribution="normal"` it gives every step a mean and a standard deviation
+    (softplus, at least 1e-3), and the output is (batch, horizon, 2, targets).
     """
 
     def __init__(
@@ -51,12 +54,17 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         decoder="direct",
         normalization="last",
         quantiles=None,
+        distribution=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if quantiles and decoder == "autoregressive":
-            raise ValueError("quantiles need the parallel or the direct decoder")
+        if (quantiles or distribution) and decoder == "autoregressive":
+            raise ValueError("quantiles and distributions need the parallel or the direct decoder")
+        if quantiles and distribution:
+            raise ValueError("give quantiles or a distribution, not both")
+        if distribution not in (None, *DISTRIBUTIONS):
+            raise ValueError(f"Unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}.")
         if lookback % segment or horizon % segment:
             raise ValueError(f"--segment {segment} must divide --lookback {lookback} and --horizon {horizon}")
         self.lookback, self.horizon, self.segment = lookback, horizon, segment
@@ -65,7 +73,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         self.decoder, self.normalization, self.seed = decoder, normalization, seed
         self.quantiles = list(quantiles) if quantiles else None
-        levels = len(self.quantiles) if self.quantiles else 1
+        self.distribution = distribution
+        levels = len(self.quantiles) if self.quantiles else DISTRIBUTIONS[distribution] if distribution else 1
+        self.values_per_step = levels
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}.")
         self.embed = keras.layers.Dense(units, activation="relu", name="segment_embedding")
@@ -139,14 +149,18 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
                 segment = self.head(self.head_dropout(h, training=training))
                 pieces.append(segment)
             y = ops.concatenate(pieces, axis=-1)
-        if not self.quantiles:
+        if not self.quantiles and not self.distribution:
             y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) * scale + shift
             return ops.take(y, self.target_index, axis=-1)
-        y = ops.reshape(y, (-1, features, self.horizon, len(self.quantiles)))
-        y = monotone_quantiles(ops.transpose(y, (0, 2, 3, 1)), self.quantiles.index(0.5))
-        if self.normalization == "revin":
-            scale = scale[:, :, None, :]
-        y = y * scale + shift[:, :, None, :]  # (batch, horizon, levels, features)
+        y = ops.transpose(ops.reshape(y, (-1, features, self.horizon, self.values_per_step)), (0, 2, 3, 1))
+        if self.distribution:  # (batch, horizon, [mean, std], features)
+            std = (ops.softplus(y[:, :, 1]) + 1e-3) * scale
+            y = ops.stack([y[:, :, 0] * scale + shift, std], axis=2)
+        else:
+            y = monotone_quantiles(y, self.quantiles.index(0.5))
+            if self.normalization == "revin":
+                scale = scale[:, :, None, :]
+            y = y * scale + shift[:, :, None, :]  # (batch, horizon, levels, features)
         return ops.take(y, self.target_index, axis=-1)
 
     def decode_in_parallel(self, states, batch, features, training):
@@ -172,12 +186,12 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
         states = [ops.reshape(ops.repeat(state[:, None], n_out, axis=1), (-1, self.units)) for state in states]
         h, _ = cell.step(ops.reshape(projected, (-1, width)), states, training=training)
         cell.reset_recurrent_dropout_mask()  # one mask per call, as keras.layers.RNN keeps it
-        y = self.head(self.head_dropout(h, training=training))  # (batch * features * n_out, segment * levels)
-        return ops.reshape(y, (-1, self.horizon * (len(self.quantiles) if self.quantiles else 1)))
+        y = self.head(self.head_dropout(h, training=training))  # (batch * features * n_out, segment * values)
+        return ops.reshape(y, (-1, self.horizon * self.values_per_step))
 
     def compute_output_shape(self, input_shape):
-        if self.quantiles:
-            return (input_shape[0], self.horizon, len(self.quantiles), len(self.target_index))
+        if self.quantiles or self.distribution:
+            return (input_shape[0], self.horizon, self.values_per_step, len(self.target_index))
         return (input_shape[0], self.horizon, len(self.target_index))
 
     def get_config(self):
@@ -195,8 +209,13 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             "decoder": self.decoder,
             "normalization": self.normalization,
             "quantiles": self.quantiles,
+            "distribution": self.distribution,
             "seed": self.seed,
         }
+
+
+# Values per step of each distribution the forecaster can give: its parameters.
+DISTRIBUTIONS = {"normal": 2}
 
 
 def monotone_quantiles(raw, median):
@@ -273,6 +292,36 @@ class StandardizedPinballLoss(keras.losses.Loss):
         return {**super().get_config(), "scale": self.scale, "quantiles": self.quantiles}
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class StandardizedNormalNLL(keras.losses.Loss):
+    """The negative log-likelihood of the future under a normal distribution per step
+    and target, on the standardised scale (in units of each target's standard
+    deviation, so every variable weighs the same), averaged over the targets.
+
+    y_true is (batch, horizon, targets), y_pred (batch, horizon, [mean, std], targets), raw units.
+    """
+
+    def __init__(self, scale, name="normal_nll", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale = [float(s) for s in scale]
+
+    def call(self, y_true, y_pred):
+        mean, std = y_pred[:, :, 0], y_pred[:, :, 1]
+        z = (y_true - mean) / std
+        nll = ops.log(std / ops.convert_to_tensor(self.scale)) + 0.5 * z**2 + 0.5 * math.log(2 * math.pi)
+        return ops.mean(nll, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def normal_quantiles(distribution, levels):
+    """(batch, horizon, levels, targets) quantiles of the normal `distribution`
+    (batch, horizon, [mean, std], targets) at `levels`."""
+    z = ops.convert_to_tensor([statistics.NormalDist().inv_cdf(q) for q in levels])[:, None]
+    return distribution[:, :, :1] + distribution[:, :, 1:2] * z
+
+
 def learning_rate(config, series):
     """The learning rate of each epoch, as a schedule where it changes: SegRNN's "type3"
     with `lr_decay` != 1 (constant for four epochs, then multiplied by `lr_decay` after
@@ -308,12 +357,13 @@ def build_model(config, series):
         decoder=config["decoder"],
         normalization=config["normalization"],
         quantiles=config.get("quantiles"),
+        distribution=config.get("distribution"),
         seed=config["seed"],
         name="forecaster",
     )(x)
-    forecast = keras.layers.Normalization(
+    to_raw_units = keras.layers.Normalization(
         mean=mean[index], variance=var[index], invert=True, name="forecast", dtype="float32"
-    )(x)
+    )
     scale = series.std[index]
     # The standardised MSE is also a metric, so that a model trained on another
     # loss is still measured (and its recipe chosen) on the benchmark's metric.
@@ -321,10 +371,33 @@ def build_model(config, series):
     optimizer = keras.optimizers.Adam(
         learning_rate(config, series), beta_1=config["adam_beta_1"], epsilon=config["adam_epsilon"]
     )
+    name = f"forecasting_{config['cell']}"
+    if config.get("distribution"):
+        distribution = keras.ops.stack([to_raw_units(x[:, :, 0]), x[:, :, 1] * scale.astype("float32")], axis=2)
+        outputs = {
+            "forecast": distribution[:, :, 0],
+            "distribution": distribution,
+            "quantiles": normal_quantiles(distribution, DISTRIBUTION_LEVELS),
+        }
+        model = keras.Model(history, outputs, name=name)
+        model.compile(
+            optimizer=optimizer, loss={"distribution": StandardizedNormalNLL(scale)}, metrics={"forecast": ["mae", mse]}
+        )
+        return model
+    forecast = to_raw_units(x)
     if not config.get("quantiles"):
-        model = keras.Model(history, forecast, name=f"forecasting_{config['cell']}")
+        model = keras.Model(history, forecast, name=name)
         model.compile(optimizer=optimizer, loss=LOSSES[config["loss"]](scale), metrics=["mae", mse])
         return model
+    # The quantiles, and the median as the point forecast.
+    median = keras.ops.take(forecast, config["quantiles"].index(0.5), axis=2)
+    model = keras.Model(history, {"forecast": median, "quantiles": forecast}, name=name)
+    model.compile(
+        optimizer=optimizer,
+        loss={"quantiles": StandardizedPinballLoss(scale, config["quantiles"])},
+        metrics={"forecast": ["mae", mse]},
+    )
+    return model
     # The quantiles, and the median as the point forecast.
     median = keras.ops.take(forecast, config["quantiles"].index(0.5), axis=2)
     model = keras.Model(history, {"forecast": median, "quantiles": forecast}, name=f"forecasting_{config['cell']}")
