@@ -64,6 +64,36 @@ COLUMNS = [
 ]
 
 
+# Rows of models that forecast quantiles or a distribution: their intervals, on the
+# validation and test windows, next to the empirical intervals of evaluate.
+INTERVAL_COLUMNS = [
+    ("cell", "cell", "{}"),
+    ("horizon", "horizon", "{}"),
+    ("seed", "seed", "{}"),
+    ("options", "options", "{}"),
+    ("val_crps", "val CRPS", "{:.4f}"),
+    ("val_coverage_80", "val coverage 80%", "{:.3f}"),
+    ("crps", "test CRPS", "{:.4f}"),
+    ("coverage_80", "test coverage 80%", "{:.3f}"),
+    ("width_80", "test width 80%", "{:.3f}"),
+    ("median_empirical_crps", "median + residual quantiles, test CRPS", "{:.4f}"),
+    ("seasonal_naive_crps", "seasonal-naive + residual quantiles, test CRPS", "{:.4f}"),
+    ("mse", "test MSE (point)", "{:.4f}"),
+    ("train_minutes", "training min", "{:.1f}"),
+]
+
+
+def interval_scores(metrics, prefix=""):
+    """The model's CRPS and 80 % interval (coverage, width) from evaluate's metrics."""
+    model = metrics["quantile_forecasts"]["model"]
+    interval = model["intervals"].get("80%", {})
+    return {
+        f"{prefix}crps": model["crps"],
+        f"{prefix}coverage_80": interval.get("coverage"),
+        f"{prefix}width_80": interval.get("width"),
+    }
+
+
 def segrnn_mse(lookback, horizon):
     """SegRNN's published MSE at this lookback and horizon, where there is one."""
     for _, anchor_lookback, mses in ANCHORS[:2]:
@@ -81,6 +111,8 @@ def run(cell, lookback, horizon, seed, options, data):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     best = history["val_loss"].index(min(history["val_loss"]))  # the epoch whose weights were kept
+    # A model with quantiles or a distribution has two outputs, and its metrics the forecast's prefix.
+    val_mse = history.get("val_standardized_mse") or history["val_forecast_standardized_mse"]
     row = {
         "cell": cell,
         "lookback": lookback,
@@ -88,7 +120,7 @@ def run(cell, lookback, horizon, seed, options, data):
         "seed": seed,
         "options": " ".join(options),
         # The best epoch's validation MSE (standardised): recipes are chosen on it.
-        "val_mse": history["val_standardized_mse"][best],
+        "val_mse": val_mse[best],
         "mse": metrics["model"]["mse"],
         "mae": metrics["model"]["mae"],
         "segrnn_mse": segrnn_mse(lookback, horizon),
@@ -100,6 +132,14 @@ def run(cell, lookback, horizon, seed, options, data):
         "config": json.loads((run_dir / "config.json").read_text()),
     }
     row["beats_baselines"] = all(row["mse"] < row[f"{name}_mse"] for name in BASELINES)
+    if row["config"].get("quantiles") or row["config"].get("distribution"):
+        subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), "--split", "val", *data], check=True)
+        validation = json.loads((run_dir / "metrics_val.json").read_text())
+        intervals = metrics["quantile_forecasts"]
+        row.update(interval_scores(metrics))
+        row.update({key: value for key, value in interval_scores(validation, "val_").items() if key != "val_width_80"})
+        row["median_empirical_crps"] = intervals["model_median_empirical"]["crps"]
+        row["seasonal_naive_crps"] = intervals["seasonal_naive"]["crps"]
     return row
 
 
@@ -128,6 +168,14 @@ def write(name, rows):
         spread_columns = [column for column in COLUMNS if column[0] in keys] + [("seeds", "seeds", "{}")]
         spread_columns += [(k, f"test MSE {k}", "{:.4f}") for k in ("mean", "std", "min", "max")]
         text += f"## Spread over seeds\n\n{markdown_table(spread, spread_columns)}\n\n"
+    with_intervals = [row for row in rows if "val_crps" in row]
+    if with_intervals:
+        text += (
+            "## Quantile and distribution forecasts\n\nCRPS on the standardised scale (twice the mean pinball "
+            "loss over the model's quantile levels, for every forecaster alike); coverage: the share of true "
+            "values inside the central 80 % interval.\n\n"
+            f"{markdown_table(with_intervals, INTERVAL_COLUMNS)}\n\n"
+        )
     text += f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"
     (RESULTS_DIR / f"{name}.md").write_text(text)
 

@@ -140,6 +140,10 @@ def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):
         assert len(scores["intervals"]["80%"]["coverage_per_step"]) == 12
     for plot in ("fan_chart.png", "calibration.png"):
         assert (run_dir / plot).stat().st_size > 10_000
+    validation = forecasting.main(["evaluate", "--run-dir", str(run_dir), "--split", "val"])
+    assert validation["val_windows"] == json.loads((run_dir / "metrics_val.json").read_text())["val_windows"] > 0
+    assert validation["quantile_forecasts"]["model"]["crps"] != scored["model"]["crps"]
+    assert (run_dir / "fan_chart_val.png").is_file() and json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
 def test_predict_and_export_give_the_quantiles_in_raw_units(run_dir, series_csv, tmp_path, capsys):

@@ -169,6 +169,18 @@ APP = App(
     export=deferred("seqapps.apps.forecasting.commands:export"),
     command_arguments={
         "predict": [(("--output",), {"help": "write the forecast CSV here instead of printing it"})],
+        "evaluate": [
+            (
+                ("--split",),
+                {
+                    "choices": ["test", "val"],
+                    "default": "test",
+                    "help": "the windows scored: test, or val to choose recipes on (written to metrics_val.json "
+                    "and *_val.png; the empirical intervals then score the residuals they came from) "
+                    "(default: %(default)s)",
+                },
+            )
+        ],
     },
     run_files=lambda series: {"series.json": series.summary()},
     complete_config=complete_config,

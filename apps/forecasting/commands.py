@@ -174,7 +174,13 @@ def evaluate(args):
         if config.get("distribution")
         else None
     )
-    starts = window_starts(series, "test", config)[: args.limit]
+    split = getattr(args, "split", "test")
+    # Files of the test split keep their names; the validation split's end in _val.
+    out = {
+        name: run_dir / (name if split == "test" else name.replace(".", "_val."))
+        for name in ("metrics.json", "forecasts.png", "fan_chart.png", "calibration.png", "error_by_horizon.png")
+    }
+    starts = window_starts(series, split, config)[: args.limit]
     errors, intervals = {}, {}
     progress = keras.utils.Progbar(len(starts), unit_name="window")
     for seasonal_history, actual in window_chunks(series, starts, config, history_length):
@@ -185,7 +191,7 @@ def evaluate(args):
             intervals.setdefault(name, IntervalScores(std, levels)).add(quantiles, actual)
         progress.add(len(actual))
     metrics = {
-        "test_windows": len(starts),
+        f"{split}_windows": len(starts),
         "targets": series.targets,
         "horizon": horizon,
         **{name: forecast_errors.metrics() for name, forecast_errors in errors.items()},
@@ -200,7 +206,7 @@ def evaluate(args):
             for name, scores in intervals.items()
         },
     }
-    runs.save_json(run_dir / "metrics.json", metrics)
+    runs.save_json(out["metrics.json"], metrics)
     samples = sorted({0, len(starts) // 2, len(starts) - 1})  # first, middle, last: cut and forecast again
     seasonal_history, actual = windows(series, starts[samples], config, history_length)
     point, own = forecasts(seasonal_history)
@@ -209,7 +215,7 @@ def evaluate(args):
         actual,
         point,
         series.targets,
-        run_dir / "forecasts.png",
+        out["forecasts.png"],
         window_numbers=samples,
     )
     plot_fan_chart(
@@ -218,7 +224,7 @@ def evaluate(args):
         quantile_forecasts(point, own)["model"],
         levels,
         series.targets,
-        run_dir / "fan_chart.png",
+        out["fan_chart.png"],
         window_numbers=samples,
     )
     plot_calibration(
@@ -229,10 +235,10 @@ def evaluate(args):
             }
             for name, scores in metrics["quantile_forecasts"].items()
         },
-        run_dir / "calibration.png",
+        out["calibration.png"],
     )
-    plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in errors}, run_dir / "error_by_horizon.png")
-    print(f"\nTest windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
+    plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in errors}, out["error_by_horizon.png"])
+    print(f"\n{split.capitalize()} windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
     print("MSE and MAE on the standardised scale:")
     print(metrics_table(metrics, list(errors)))
     print(
@@ -240,7 +246,7 @@ def evaluate(args):
         "coverage and width (in standard deviations) of the central intervals:"
     )
     print(interval_table(metrics["quantile_forecasts"]))
-    print(f"Wrote {run_dir / 'metrics.json'}, forecasts.png, fan_chart.png, calibration.png and error_by_horizon.png")
+    print(f"Wrote {', '.join(path.name for path in out.values())} in {run_dir}")
     return metrics
 
 
