@@ -6,13 +6,18 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.stats import norm, t
 
 from seqapps.apps import forecasting, runs
 from seqapps.apps.export import run_savedmodel_in_subprocess
 from seqapps.apps.forecasting import data
 from seqapps.apps.forecasting.commands import IntervalScores
-from seqapps.apps.forecasting.model import StandardizedNormalNLL, StandardizedPinballLoss, build_model
+from seqapps.apps.forecasting.model import (
+    StandardizedNLL,
+    StandardizedPinballLoss,
+    build_model,
+    distribution_quantiles,
+)
 
 TINY = ["--lookback", "24", "--horizon", "12", "--segment", "6", "--units", "16", "--batch-size", "32"]
 
@@ -97,36 +102,60 @@ def test_quantiles_need_a_decoder_that_does_not_feed_back_and_exclude_a_distribu
     assert "give --quantiles or --distribution, not both" in capsys.readouterr().err
 
 
-def test_normal_negative_log_likelihood_by_hand():
+def test_negative_log_likelihoods_by_hand():
     y_true = np.array([[[1.0, 10.0]]])
-    y_pred = np.array([[[[0.0, 14.0], [2.0, 4.0]]]])  # means 0, 14; standard deviations 2, 4
+    y_pred = np.array([[[[0.0, 14.0], [2.0, 4.0], [3.0, 7.5]]]])  # locations 0, 14; scales 2, 4; df 3, 7.5
     scale = [1.0, 2.0]
-    by_hand = [norm.logpdf(1.0, 0.0, 2.0) + np.log(1.0), norm.logpdf(10.0, 14.0, 4.0) + np.log(2.0)]
-    loss = StandardizedNormalNLL(scale)(y_true, y_pred)
-    assert float(loss) == pytest.approx(-np.mean(by_hand), rel=1e-6)
+    normal = [norm.logpdf(1.0, 0.0, 2.0), norm.logpdf(10.0, 14.0, 4.0) + np.log(2.0)]
+    loss = StandardizedNLL(scale, "normal")(y_true, y_pred[:, :, :2])
+    assert float(loss) == pytest.approx(-np.mean(normal), rel=1e-6)
+    student = [t.logpdf(1.0, 3.0, 0.0, 2.0), t.logpdf(10.0, 7.5, 14.0, 4.0) + np.log(2.0)]
+    loss = StandardizedNLL(scale, "studentt")(y_true, y_pred)
+    assert float(loss) == pytest.approx(-np.mean(student), rel=1e-5)
 
 
-def test_a_normal_forecast_trains_and_gives_its_quantiles_everywhere(series_csv, tmp_path, capsys):
-    run_dir = tmp_path / "normal"
+def test_distribution_quantiles_are_scipys():
+    levels = forecasting.DISTRIBUTION_LEVELS
+    distribution = np.array([[[[0.0, 14.0], [2.0, 4.0], [2.5, 30.0]]]], dtype="float32")
+    normal = distribution_quantiles(distribution[:, :, :2], "normal", levels).numpy()[0, 0]
+    student = distribution_quantiles(distribution, "studentt", levels).numpy()[0, 0]
+    for k, (location, spread, df) in enumerate(distribution[0, 0].T):
+        np.testing.assert_allclose(normal[:, k], norm.ppf(levels, location, spread), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(student[:, k], t.ppf(levels, df, location, spread), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["normal", "studentt"])
+def test_a_distribution_forecast_trains_and_gives_its_quantiles_everywhere(kind, series_csv, tmp_path, capsys):
+    run_dir = tmp_path / kind
     args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "2", "--verbose", "0"]
-    forecasting.main([*args, *TINY, "--distribution", "normal"])
+    forecasting.main([*args, *TINY, "--distribution", kind])
     model = runs.load_model(run_dir)
     history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
     outputs = model.predict(history, verbose=0)
-    mean, std = outputs["distribution"][:, :, 0], outputs["distribution"][:, :, 1]
-    np.testing.assert_array_equal(outputs["forecast"], mean)
-    assert np.all(std > 0)
+    location, spread = outputs["distribution"][:, :, 0], outputs["distribution"][:, :, 1]
+    np.testing.assert_array_equal(outputs["forecast"], location)
+    assert np.all(spread > 0)
     levels = forecasting.DISTRIBUTION_LEVELS
-    expected = mean[:, :, None] + std[:, :, None] * norm.ppf(levels)[None, None, :, None]
-    np.testing.assert_allclose(outputs["quantiles"], expected, rtol=1e-5, atol=1e-4)
+    if kind == "normal":
+        standard = norm.ppf(levels)[None, None, :, None]
+    else:
+        df = outputs["distribution"][:, :, 2]
+        assert np.all(df > 2)
+        standard = t.ppf(np.array(levels)[None, None, :, None], df[:, :, None])
+    expected = location[:, :, None] + spread[:, :, None] * standard
+    np.testing.assert_allclose(outputs["quantiles"], expected, rtol=1e-4, atol=1e-3)
     metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
     assert metrics["quantile_levels"] == list(levels)
-    assert metrics["quantile_forecasts"]["model"]["method"] == "quantiles of the normal distribution"
+    assert metrics["quantile_forecasts"]["model"]["method"] == f"quantiles of the {kind} distribution"
     assert set(metrics["quantile_forecasts"]["model"]["intervals"]) == {"90%", "80%", "50%"}
     capsys.readouterr()
     forecasting.main(["predict", "--model", str(run_dir), str(series_csv)])
     header = capsys.readouterr().out.splitlines()[0].split(",")
     assert header[4:10] == [f"load_q{q:g}" for q in levels if q != 0.5]
+    if kind == "studentt":  # the served graph finds its quantiles by bisection on betainc
+        path = forecasting.main(["export", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")])
+        served = run_savedmodel_in_subprocess(path, {"history": history})
+        np.testing.assert_allclose(served["quantiles"], outputs["quantiles"], atol=1e-4)
 
 
 def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):

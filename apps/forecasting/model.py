@@ -5,6 +5,8 @@ import math
 import statistics
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from seqapps.apps.forecasting import DISTRIBUTION_LEVELS, NORMALIZATIONS
@@ -37,7 +39,9 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
     the median, and above and below it sums of positive (softplus) steps, so the
     quantiles never cross, from the first step of training on. With
     `distribution="normal"` it gives every step a mean and a standard deviation
-    (softplus, at least 1e-3), and the output is (batch, horizon, 2, targets).
+    (softplus, at least 1e-3), and the output is (batch, horizon, 2, targets); with
+    `"studentt"` a location, a scale and the degrees of freedom (2 plus softplus, so
+    the variance is finite), (batch, horizon, 3, targets).
     """
 
     def __init__(
@@ -153,9 +157,11 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
             y = ops.transpose(ops.reshape(y, (-1, features, self.horizon)), (0, 2, 1)) * scale + shift
             return ops.take(y, self.target_index, axis=-1)
         y = ops.transpose(ops.reshape(y, (-1, features, self.horizon, self.values_per_step)), (0, 2, 3, 1))
-        if self.distribution:  # (batch, horizon, [mean, std], features)
-            std = (ops.softplus(y[:, :, 1]) + 1e-3) * scale
-            y = ops.stack([y[:, :, 0] * scale + shift, std], axis=2)
+        if self.distribution:  # (batch, horizon, [location, scale(, degrees of freedom)], features)
+            parameters = [y[:, :, 0] * scale + shift, (ops.softplus(y[:, :, 1]) + 1e-3) * scale]
+            if self.distribution == "studentt":
+                parameters.append(ops.softplus(y[:, :, 2]) + 2.0)
+            y = ops.stack(parameters, axis=2)
         else:
             y = monotone_quantiles(y, self.quantiles.index(0.5))
             if self.normalization == "revin":
@@ -215,7 +221,7 @@ class SegmentRecurrentForecaster(keras.layers.Layer):
 
 
 # Values per step of each distribution the forecaster can give: its parameters.
-DISTRIBUTIONS = {"normal": 2}
+DISTRIBUTIONS = {"normal": 2, "studentt": 3}
 
 
 def monotone_quantiles(raw, median):
@@ -293,33 +299,87 @@ class StandardizedPinballLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="seqapps")
-class StandardizedNormalNLL(keras.losses.Loss):
-    """The negative log-likelihood of the future under a normal distribution per step
-    and target, on the standardised scale (in units of each target's standard
-    deviation, so every variable weighs the same), averaged over the targets.
+class StandardizedNLL(keras.losses.Loss):
+    """The negative log-likelihood of the future under the forecast distribution per
+    step and target (`kind` "normal" or "studentt"), on the standardised scale (in
+    units of each target's standard deviation, so every variable weighs the same),
+    averaged over the targets.
 
-    y_true is (batch, horizon, targets), y_pred (batch, horizon, [mean, std], targets), raw units.
+    y_true is (batch, horizon, targets); y_pred (batch, horizon, parameters, targets)
+    in raw units: location and scale, and for Student's t the degrees of freedom.
     """
 
-    def __init__(self, scale, name="normal_nll", **kwargs):
+    def __init__(self, scale, kind, name="nll", **kwargs):
         super().__init__(name=name, **kwargs)
         self.scale = [float(s) for s in scale]
+        self.kind = kind
 
     def call(self, y_true, y_pred):
-        mean, std = y_pred[:, :, 0], y_pred[:, :, 1]
-        z = (y_true - mean) / std
-        nll = ops.log(std / ops.convert_to_tensor(self.scale)) + 0.5 * z**2 + 0.5 * math.log(2 * math.pi)
+        location, spread = y_pred[:, :, 0], y_pred[:, :, 1]
+        z = (y_true - location) / spread
+        nll = ops.log(spread / ops.convert_to_tensor(self.scale))
+        if self.kind == "normal":
+            nll += 0.5 * z**2 + 0.5 * math.log(2 * math.pi)
+        else:
+            df = y_pred[:, :, 2]
+            nll += (
+                tf.math.lgamma(df / 2)
+                - tf.math.lgamma((df + 1) / 2)
+                + 0.5 * ops.log(df * math.pi)
+                + (df + 1) / 2 * ops.log1p(z**2 / df)
+            )
         return ops.mean(nll, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
+        return {**super().get_config(), "scale": self.scale, "kind": self.kind}
 
 
-def normal_quantiles(distribution, levels):
-    """(batch, horizon, levels, targets) quantiles of the normal `distribution`
-    (batch, horizon, [mean, std], targets) at `levels`."""
-    z = ops.convert_to_tensor([statistics.NormalDist().inv_cdf(q) for q in levels])[:, None]
-    return distribution[:, :, :1] + distribution[:, :, 1:2] * z
+def distribution_quantiles(distribution, kind, levels):
+    """(batch, horizon, levels, targets) quantiles of the `distribution` (batch,
+    horizon, parameters, targets) at `levels`: for the normal through the inverse
+    error function, for Student's t by bisection on its CDF (the regularised
+    incomplete beta function): core TensorFlow operations both, so the export needs
+    nothing more."""
+    location, spread = distribution[:, :, :1], distribution[:, :, 1:2]
+    if kind == "normal":
+        z = ops.convert_to_tensor([statistics.NormalDist().inv_cdf(q) for q in levels])[:, None]
+        return location + spread * z
+    return location + spread * student_t_quantiles(distribution[:, :, 2:3], levels)
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class DistributionQuantiles(keras.layers.Layer):
+    """`distribution_quantiles` as a layer: a distribution's quantiles at `levels`."""
+
+    def __init__(self, kind, levels, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.levels = kind, [float(q) for q in levels]
+
+    def call(self, distribution):
+        return distribution_quantiles(distribution, self.kind, self.levels)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], len(self.levels), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "levels": self.levels}
+
+
+def student_t_quantiles(df, levels, steps=40):
+    """The standard Student's t quantiles at `levels` (shape (levels, 1)) for the degrees
+    of freedom `df` (broadcast against them). For p >= 0.5 the quantile t solves
+    I_x(df / 2, 1 / 2) = 2 (1 - p) with x = df / (df + t^2); the lower ones by symmetry."""
+    p = np.array(levels, dtype="float32")[:, None]
+    tail = tf.constant(2 * np.minimum(p, 1 - p))  # I_x(df/2, 1/2) at the quantile, increasing in x
+    df = tf.broadcast_to(df, tf.broadcast_dynamic_shape(tf.shape(df), tf.shape(tail)))
+    low, high = tf.zeros_like(df), tf.ones_like(df)
+    for _ in range(steps):  # x within 2^-40 of the root
+        middle = (low + high) / 2
+        above = tf.math.betainc(df / 2, 0.5, middle) > tail
+        low, high = tf.where(above, low, middle), tf.where(above, middle, high)
+    x = (low + high) / 2
+    t = tf.sqrt(df * (1 - x) / x)
+    return tf.constant(np.sign(p - 0.5)) * t
 
 
 def learning_rate(config, series):
@@ -373,15 +433,20 @@ def build_model(config, series):
     )
     name = f"forecasting_{config['cell']}"
     if config.get("distribution"):
-        distribution = keras.ops.stack([to_raw_units(x[:, :, 0]), x[:, :, 1] * scale.astype("float32")], axis=2)
+        kind = config["distribution"]
+        # The location in raw units as the forecast layer maps it; the scale scaled alone.
+        parameters = [to_raw_units(x[:, :, 0]), x[:, :, 1] * scale.astype("float32")]
+        if kind == "studentt":
+            parameters.append(x[:, :, 2])
+        distribution = keras.ops.stack(parameters, axis=2)
         outputs = {
             "forecast": distribution[:, :, 0],
             "distribution": distribution,
-            "quantiles": normal_quantiles(distribution, DISTRIBUTION_LEVELS),
+            "quantiles": DistributionQuantiles(kind, DISTRIBUTION_LEVELS, name="quantiles")(distribution),
         }
         model = keras.Model(history, outputs, name=name)
         model.compile(
-            optimizer=optimizer, loss={"distribution": StandardizedNormalNLL(scale)}, metrics={"forecast": ["mae", mse]}
+            optimizer=optimizer, loss={"distribution": StandardizedNLL(scale, kind)}, metrics={"forecast": ["mae", mse]}
         )
         return model
     forecast = to_raw_units(x)
