@@ -139,6 +139,22 @@ def test_forecasting_search_tunes_the_lookback(tmp_path, write_series):
     assert all(np.isfinite(trial["score"]) for trial in trials)
 
 
+@pytest.mark.slow
+def test_a_quantile_forecaster_is_tuned_on_its_validation_crps(tmp_path, write_series):
+    csv = write_series(tmp_path / "sines.csv")
+    fixed = ["horizon=12", "segment=6", "units=8", "layers=1", "batch_size=64", "quantiles=0.1,0.9"]
+    summary = tune(
+        ["forecasting", "--directory", str(tmp_path), "--tuner", "random", "--max-trials", "2", "--max-epochs", "1"]
+        + ["--verbose", "0", "--set", f"dataset={csv}", *[arg for value in fixed for arg in ("--set", value)]]
+        + ["--objective", "val_quantiles_crps"]
+    )
+    assert summary["objective"] == "val_quantiles_crps" and summary["direction"] == "min"
+    trials = [json.loads(p.read_text()) for p in (tmp_path / "forecasting").glob("trial_*/trial.json")]
+    for trial in trials:
+        crps = trial["metrics"]["metrics"]["val_quantiles_crps"]["observations"][0]["value"][0]
+        assert trial["score"] == pytest.approx(crps) and np.isfinite(crps)
+
+
 def test_a_trial_model_has_the_trial_lookback(tmp_path, write_series):
     import keras_tuner
 

@@ -229,6 +229,12 @@ def main(argv=None):
         metavar="NAME=VALUE",
         help="fix a hyperparameter, or set an app option (repeatable)",
     )
+    parser.add_argument(
+        "--objective",
+        metavar="METRIC[:max]",
+        help="the validation metric trials are scored on, lowest best unless :max follows (default: the app's, "
+        "val_loss or val_accuracy); e.g. val_quantiles_crps for forecasting with --set quantiles=... or distribution",
+    )
     parser.add_argument("--export", action="store_true", help="retrain the best configuration and export it")
     parser.add_argument("--export-dir", help="(default: saved_models/<app>)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
@@ -242,7 +248,9 @@ def main(argv=None):
 def tune(args):
     app = get_app(args.app)
     sets = parse_sets(args.set)
-    options = {k: v for k, v in sets.items() if k in app.defaults}
+    types = {option.name: option.type for option in app.options if option.type}
+    # An option's own type reads its text, as on the train command line (--set quantiles=0.1,0.9).
+    options = {k: types[k](v) if k in types and isinstance(v, str) else v for k, v in sets.items() if k in app.defaults}
     config = {**app.defaults, **options, "seed": args.seed, "limit": args.limit, "data_dir": args.data_dir}
     config = app.complete_config(config)
     space = keras_tuner.HyperParameters()
@@ -257,7 +265,11 @@ def tune(args):
     fixed = {k: v for k, v in sets.items() if k in names}
     if set(names) <= set(fixed):
         raise UsageError("empty search space: --set fixes every hyperparameter; leave at least one free")
-    hypermodel = AppHyperModel(app, config)
+    objective = None
+    if args.objective:
+        name, _, direction = args.objective.partition(":")
+        objective = keras_tuner.Objective(name, "max" if direction == "max" else "min")
+    hypermodel = AppHyperModel(app, config, objective)
     tuner = make_tuner(args, hypermodel, fixed)
     tuner.search(epochs=args.max_epochs, verbose=args.verbose)
     if is_worker():

@@ -27,13 +27,15 @@ class AppHyperModel(keras_tuner.HyperModel):
         app: An `seqapps.apps.app.App`.
         config: What no trial changes: the app's defaults, the options set for the
             search, `data_dir`, `limit` and `seed`.
+        objective: The `keras_tuner.Objective` trials are scored on (default: the
+            metric the app monitors).
     """
 
-    def __init__(self, app, config):
+    def __init__(self, app, config, objective=None):
         super().__init__(name=app.name)
         self.app = app
         self.fixed = app.complete_config(dict(config))
-        self.objective = keras_tuner.Objective(app.monitor, app.mode)
+        self.objective = objective or keras_tuner.Objective(app.monitor, app.mode)
         self.data = app.load(self.fixed)
 
     def config(self, hp):

@@ -334,6 +334,23 @@ class StandardizedNLL(keras.losses.Loss):
         return {**super().get_config(), "scale": self.scale, "kind": self.kind}
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class StandardizedCRPS(StandardizedPinballLoss):
+    """The CRPS as evaluate computes it: twice the pinball loss over the levels."""
+
+    def __init__(self, scale, quantiles, name="crps", **kwargs):
+        super().__init__(scale, quantiles, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return 2 * super().call(y_true, y_pred)
+
+
+def crps_metric(scale, levels):
+    """The CRPS of the quantiles, logged as quantiles_crps: a tuning objective
+    (`seqapps tune forecasting --objective val_quantiles_crps`)."""
+    return keras.metrics.MeanMetricWrapper(StandardizedCRPS(scale, levels), name="crps")
+
+
 def distribution_quantiles(distribution, kind, levels):
     """(batch, horizon, levels, targets) quantiles of the `distribution` (batch,
     horizon, parameters, targets) at `levels`: for the normal through the inverse
@@ -446,7 +463,9 @@ def build_model(config, series):
         }
         model = keras.Model(history, outputs, name=name)
         model.compile(
-            optimizer=optimizer, loss={"distribution": StandardizedNLL(scale, kind)}, metrics={"forecast": ["mae", mse]}
+            optimizer=optimizer,
+            loss={"distribution": StandardizedNLL(scale, kind)},
+            metrics={"forecast": ["mae", mse], "quantiles": [crps_metric(scale, DISTRIBUTION_LEVELS)]},
         )
         return model
     forecast = to_raw_units(x)
@@ -460,7 +479,7 @@ def build_model(config, series):
     model.compile(
         optimizer=optimizer,
         loss={"quantiles": StandardizedPinballLoss(scale, config["quantiles"])},
-        metrics={"forecast": ["mae", mse]},
+        metrics={"forecast": ["mae", mse], "quantiles": [crps_metric(scale, config["quantiles"])]},
     )
     return model
     # The quantiles, and the median as the point forecast.
@@ -469,6 +488,6 @@ def build_model(config, series):
     model.compile(
         optimizer=optimizer,
         loss={"quantiles": StandardizedPinballLoss(scale, config["quantiles"])},
-        metrics={"forecast": ["mae", mse]},
+        metrics={"forecast": ["mae", mse], "quantiles": [crps_metric(scale, config["quantiles"])]},
     )
     return model
