@@ -49,22 +49,31 @@ def pretrain(cell, seed, options, data, note):
     else:
         command += ["--cell", cell, "--seed", str(seed), *options]
     _, peak = run_measured(command)
-    history = json.loads((run_dir / "history.json").read_text())
-    state = json.loads((run_dir / "state.json").read_text())
-    return {
+    return row_of(run_dir, cell, seed, options, note, peak)
+
+
+def row_of(run_dir, cell, seed, options, note, peak=None):
+    """The row of the run in `run_dir`, finished or not (then marked unfinished: a rerun continues it)."""
+    state = json.loads((run_dir / "state.json").read_text())  # saved after every epoch
+    history = state["history"]
+    row = {
         "cell": cell,
         "seed": seed,
         "options": " ".join(options),
         "val_perplexity": min(history["val_perplexity"]),
         "perplexity_by_epoch": " ".join(f"{p:.0f}" for p in history["val_perplexity"]),
         "epochs": len(history["val_perplexity"]),
-        "train_minutes": state["train_seconds"] / 60,
+        "train_minutes": state["train_seconds"] / 60 if "train_seconds" in state else None,  # at the run's end
         "peak_rss_mib": peak,
         "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent)),
         "device": "GPU" if machine()["gpus"] else "CPU",
         "note": note or "-",
         "config": json.loads((run_dir / "config.json").read_text()),
     }
+    if not (run_dir / "model.keras").exists():
+        row["unfinished"] = True
+        row["note"] = f"unfinished, rerun continues it; {row['note']}"
+    return row
 
 
 def write(name, rows):
@@ -86,6 +95,11 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1337], help="(default: train's, 1337)")
     parser.add_argument("--name", default="sentiment-pretraining", help="results file name (default: %(default)s)")
     parser.add_argument("--note", help="said in each new row, e.g. that other work ran beside it")
+    parser.add_argument(
+        "--record-unfinished",
+        action="store_true",
+        help="train nothing: record the epochs done so far of runs still under way or interrupted",
+    )
     parser.add_argument("pretrain_options", nargs="*", help="more `pretrain` options, after --")
     args = parser.parse_args()
 
@@ -95,10 +109,17 @@ def main():
         for seed in args.seeds:
             path = RESULTS_DIR / f"{args.name}.json"
             rows = json.loads(path.read_text())["results"] if path.exists() else []  # another run may have written
-            if any((r["cell"], r["seed"], r["options"]) == (cell, seed, options) for r in rows):
+            same = [r for r in rows if (r["cell"], r["seed"], r["options"]) == (cell, seed, options)]
+            if any(not r.get("unfinished") for r in same):
                 print(f"done already: {cell}, seed {seed}, options {options!r}")
                 continue
-            rows.append(pretrain(cell, seed, args.pretrain_options, data, args.note))
+            rows = [r for r in rows if r not in same]
+            if args.record_unfinished:
+                run_dir = run_directory(cell, seed, args.pretrain_options)
+                if (run_dir / "state.json").exists():
+                    rows.append(row_of(run_dir, cell, seed, args.pretrain_options, args.note))
+            else:
+                rows.append(pretrain(cell, seed, args.pretrain_options, data, args.note))
             write(args.name, rows)
     print((RESULTS_DIR / f"{args.name}.md").read_text())
 
