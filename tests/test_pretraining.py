@@ -95,12 +95,14 @@ def test_pretraining_writes_a_run_with_validation_perplexity(language_model):
 def test_the_classifier_starts_from_the_pretrained_layers_and_vocabulary(language_model, data_dir, tmp_path):
     run_dir = tmp_path / "classifier"
     args = ["--pretrained", str(language_model), "--ngram-features", "0", "--epochs", "1", "--batch-size", "8"]
+    args += ["--layer-lr-decay", "2"]  # ULMFiT's discriminative fine-tuning
     sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--verbose", "0", *args])
     config = json.loads((run_dir / "config.json").read_text())
     pretrained_config = json.loads((language_model / "config.json").read_text())
     for key in ("vocab_size", "units", "embedding_dim", "cell", "layers", "bidirectional"):
         assert config[key] == pretrained_config[key]
     assert config["split_seed"] == pretrained_config["seed"]
+    assert runs.load_model(run_dir).optimizer.layer_rates == {"recurrent_1": 0.5, "embedding": 0.25}
     language = runs.load_model(language_model / "model.keras")
     classifier = sentiment.APP.build_model(config, data.load(config))
     for name in ("embedding", "recurrent_1"):
@@ -140,3 +142,23 @@ def test_real_unlabeled_archive_holds_50000_reviews():
     texts = data.load_unlabeled(SHARED_UNLABELED.parent)
     assert len(texts) == 50000 and len(set(texts)) > 49000
     assert all(isinstance(text, str) and text for text in texts)
+
+
+def test_layerwise_rates_slow_the_lower_layers_and_survive_saving(tmp_path):
+    import keras
+
+    from seqapps.apps.sentiment.model import LayerwiseAdam, layer_rates
+
+    rates = layer_rates({"layers": 2, "layer_lr_decay": 2.0})
+    assert rates == {"recurrent_2": 0.5, "recurrent_1": 0.25, "embedding": 0.125}
+    inputs = keras.Input((3,))
+    lower = keras.layers.Dense(2, name="embedding")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(lower))
+    model.compile(optimizer=LayerwiseAdam({"embedding": 0.125}, learning_rate=0.01), loss="mse")
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(np.ones((4, 3)), np.full((4, 1), 100.0))
+    # Adam's first step moves each weight by about its learning rate.
+    steps = [np.abs(after - start).max() for after, start in zip(model.get_weights(), before, strict=True)]
+    assert steps[0] == pytest.approx(0.01 * 0.125, rel=1e-3) and steps[2] == pytest.approx(0.01, rel=1e-3)
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").optimizer.layer_rates == {"embedding": 0.125}

@@ -75,6 +75,13 @@ OPTIONS = [
         cli.absolute_path,
     ),
     Option(
+        "layer_lr_decay",
+        1.0,
+        "discriminative fine-tuning (ULMFiT): the top recurrent layer learns at the learning rate divided by this, "
+        "each layer below it this many times more slowly, the embedding slowest; 1: all at the rate (ULMFiT: 2.6)",
+        cli.positive_float,
+    ),
+    Option(
         "test_fraction", 0.1, "a TFDS dataset without a test split: share of train held out for testing", cli.fraction
     ),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),

@@ -155,6 +155,40 @@ def recurrent_layers(config, tokens, merge_mode="concat"):
     return x
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class LayerwiseAdam(keras.optimizers.Adam):
+    """Adam whose learning rate is scaled for the variables of some layers: ULMFiT's
+    discriminative fine-tuning, lower layers learning more slowly than the new head.
+
+    Args:
+        layer_rates: layer name -> factor of the learning rate for its variables
+            (the others get the rate itself).
+        **kwargs: Adam's.
+    """
+
+    def __init__(self, layer_rates=None, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_rates = dict(layer_rates or {})
+
+    def build(self, variables):
+        super().build(variables)
+        # update_step may be handed the backend's variable (a tf.Variable): keyed as the optimizer keys its slots.
+        self.factors = {self._var_key(v): self.layer_rates.get(v.path.split("/")[0], 1.0) for v in variables}
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, learning_rate * self.factors[self._var_key(variable)])
+
+    def get_config(self):
+        return {**super().get_config(), "layer_rates": self.layer_rates}
+
+
+def layer_rates(config):
+    """With --layer-lr-decay d: the top recurrent layer learns at the rate / d, each one
+    below it d times more slowly, the embedding slowest (the head at the rate itself)."""
+    names = [f"recurrent_{i}" for i in range(config["layers"], 0, -1)] + ["embedding"]
+    return {name: config["layer_lr_decay"] ** -(depth + 1) for depth, name in enumerate(names)}
+
+
 def build_model(config, reviews):
     """The compiled model for `config`, with the vocabulary of `reviews` (`data.Reviews`)."""
     text = keras.Input(shape=(), dtype="string", name="text")
@@ -172,8 +206,12 @@ def build_model(config, reviews):
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     if config.get("pretrained"):
         start_from_pretrained(model, config)
+    if config.get("layer_lr_decay", 1.0) != 1:  # runs written before the option have none
+        optimizer = LayerwiseAdam(layer_rates(config), learning_rate=config["learning_rate"])
+    else:
+        optimizer = keras.optimizers.Adam(config["learning_rate"])
     model.compile(
-        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        optimizer=optimizer,
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
