@@ -76,6 +76,8 @@ INTERVAL_COLUMNS = [
     ("crps", "test CRPS", "{:.4f}"),
     ("coverage_80", "test coverage 80%", "{:.3f}"),
     ("width_80", "test width 80%", "{:.3f}"),
+    ("conformal_crps", "conformalized (CQR), test CRPS", "{:.4f}"),
+    ("conformal_coverage_80", "conformalized, test coverage 80%", "{:.3f}"),
     ("median_empirical_crps", "median + residual quantiles, test CRPS", "{:.4f}"),
     ("seasonal_naive_crps", "seasonal-naive + residual quantiles, test CRPS", "{:.4f}"),
     ("mse", "test MSE (point)", "{:.4f}"),
@@ -83,9 +85,9 @@ INTERVAL_COLUMNS = [
 ]
 
 
-def interval_scores(metrics, prefix=""):
-    """The model's CRPS and 80 % interval (coverage, width) from evaluate's metrics."""
-    model = metrics["quantile_forecasts"]["model"]
+def interval_scores(metrics, prefix="", name="model"):
+    """A forecaster's CRPS and 80 % interval (coverage, width) from evaluate's metrics."""
+    model = metrics["quantile_forecasts"][name]
     interval = model["intervals"].get("80%", {})
     return {
         f"{prefix}crps": model["crps"],
@@ -138,6 +140,9 @@ def run(cell, lookback, horizon, seed, options, data):
         intervals = metrics["quantile_forecasts"]
         row.update(interval_scores(metrics))
         row.update({key: value for key, value in interval_scores(validation, "val_").items() if key != "val_width_80"})
+        row.update(
+            {k: v for k, v in interval_scores(metrics, "conformal_", "model_conformal").items() if "width" not in k}
+        )
         row["median_empirical_crps"] = intervals["model_median_empirical"]["crps"]
         row["seasonal_naive_crps"] = intervals["seasonal_naive"]["crps"]
     return row

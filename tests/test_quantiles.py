@@ -163,7 +163,7 @@ def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):
     metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
     assert metrics["quantile_levels"] == [0.1, 0.5, 0.9]
     scored = metrics["quantile_forecasts"]
-    assert set(scored) == {"model", "model_median_empirical", "seasonal_naive"}
+    assert set(scored) == {"model", "model_conformal", "model_median_empirical", "seasonal_naive"}
     assert scored["model"]["method"] == "trained quantiles"
     for scores in scored.values():
         assert scores["crps"] > 0 and 0 <= scores["intervals"]["80%"]["coverage"] <= 1
@@ -173,6 +173,9 @@ def test_evaluate_scores_the_quantiles_beside_empirical_ones(run_dir):
     validation = forecasting.main(["evaluate", "--run-dir", str(run_dir), "--split", "val"])
     assert validation["val_windows"] == json.loads((run_dir / "metrics_val.json").read_text())["val_windows"] > 0
     assert validation["quantile_forecasts"]["model"]["crps"] != scored["model"]["crps"]
+    # Conformalized on the validation windows, the interval holds at least its share of them, and barely more.
+    conformal = validation["quantile_forecasts"]["model_conformal"]["intervals"]["80%"]["coverage_per_step"]
+    assert all(0.8 <= coverage <= 0.85 for coverage in conformal)
     assert (run_dir / "fan_chart_val.png").is_file() and json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 

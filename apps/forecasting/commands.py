@@ -1,5 +1,6 @@
 """`seqapps forecasting evaluate | predict | export`."""
 
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,18 +93,43 @@ class IntervalScores:
         return {"crps": float(np.mean(crps_per_step)), "crps_per_step": crps_per_step.tolist(), "intervals": intervals}
 
 
-def residual_quantiles(forecast, series, config, levels, history_length):
-    """Each level's quantile of the validation residuals (actual - `forecast`) per
-    step and target, (horizon, levels, targets): what a point forecast adds to become
-    a quantile forecast (empirical, per horizon step). From evenly spaced validation
-    windows, at most RESIDUAL_VALUES values in all."""
+def validation_windows(series, config, history_length):
+    """Evenly spaced validation windows, in chunks, at most RESIDUAL_VALUES
+    (window, step, target) values in all: what intervals are fitted on."""
     starts = window_starts(series, "val", config)
     most = max(1, RESIDUAL_VALUES // (config["horizon"] * len(series.target_index)))
     starts = starts[np.linspace(0, len(starts) - 1, min(most, len(starts))).astype(int)]
+    return window_chunks(series, starts, config, history_length)
+
+
+def residual_quantiles(forecast, series, config, levels, history_length):
+    """Each level's quantile of the validation residuals (actual - `forecast`) per
+    step and target, (horizon, levels, targets): what a point forecast adds to become
+    a quantile forecast (empirical, per horizon step)."""
     residuals = np.concatenate(
-        [actual - forecast(history) for history, actual in window_chunks(series, starts, config, history_length)]
+        [actual - forecast(history) for history, actual in validation_windows(series, config, history_length)]
     )
     return np.transpose(np.quantile(residuals, levels, axis=0), (1, 0, 2)).astype("float32")
+
+
+def conformal_offsets(quantile_forecast, series, config, levels, history_length):
+    """What conformalized quantile regression (Romano et al. 2019) adds to the
+    `quantile_forecast`'s levels, (horizon, levels, targets): for each central interval
+    (levels q and 1 - q) and each step and target, the widening (negative: narrowing)
+    after which it holds the share 1 - 2q of the validation windows' true values,
+    with the finite-sample correction; the median is left as it is."""
+    scores = {pair: [] for pair in IntervalScores(np.ones(1), levels).intervals}
+    for history, actual in validation_windows(series, config, history_length):
+        quantiles = quantile_forecast(history)
+        for low, high in scores:  # how far outside the interval each true value lies
+            scores[low, high].append(np.maximum(quantiles[:, :, low] - actual, actual - quantiles[:, :, high]))
+    offsets = np.zeros((config["horizon"], len(levels), len(series.target_index)), dtype="float32")
+    for (low, high), chunks in scores.items():
+        values = np.concatenate(chunks)
+        share = min(1.0, math.ceil((len(values) + 1) * (levels[high] - levels[low])) / len(values))
+        widening = np.quantile(values, share, axis=0)
+        offsets[:, low], offsets[:, high] = -widening, widening
+    return offsets
 
 
 def evaluate(args):
@@ -157,12 +183,22 @@ def evaluate(args):
         ),
     }
 
+    if forecast_levels(config):  # the model's own intervals, conformalized on validation
+        conformal = conformal_offsets(
+            lambda seasonal_history: model_outputs(seasonal_history[:, -lookback:])[1],
+            series,
+            config,
+            levels,
+            history_length,
+        )
+
     def quantile_forecasts(point, own):
         empirical = {name: point[name][:, :, None, :] + offsets[name][None] for name in offsets}
         if own is None:
             return empirical
         return {
             "model": own,
+            "model_conformal": own + conformal[None],
             "model_median_empirical": empirical["model"],
             "seasonal_naive": empirical["seasonal_naive"],
         }
@@ -200,6 +236,8 @@ def evaluate(args):
             name: {
                 "method": own_method
                 if name == "model" and own_method
+                else f"{own_method}, conformalized on the validation windows (CQR)"
+                if name == "model_conformal"
                 else "point forecast + empirical quantiles of its validation residuals per step",
                 **scores.metrics(),
             }
