@@ -102,43 +102,34 @@ def validation_windows(series, config, history_length):
     return window_chunks(series, starts, config, history_length)
 
 
-def fit_intervals(forecasts, series, config, levels, history_length, names=("model", "seasonal_naive")):
-    """From one pass over the validation windows, with `forecasts` as evaluate has them
-    ((point forecasts by name, the model's quantiles or None)):
+def residual_quantiles(forecast, series, config, levels, history_length):
+    """Each level's quantile of the validation residuals (actual - `forecast`) per
+    step and target, (horizon, levels, targets): what a point forecast adds to become
+    a quantile forecast (empirical, per horizon step)."""
+    residuals = np.concatenate(
+        [actual - forecast(history) for history, actual in validation_windows(series, config, history_length)]
+    )
+    return np.transpose(np.quantile(residuals, levels, axis=0), (1, 0, 2)).astype("float32")
 
-    - for each of `names`, each level's quantile of its residuals (actual - forecast)
-      per step and target, (horizon, levels, targets): what its point forecast adds to
-      become a quantile forecast (empirical, per horizon step);
-    - for a model with quantiles, what conformalized quantile regression (Romano et al.
-      2019) adds to them, (horizon, levels, targets): for each central interval (levels
-      q and 1 - q), step and target, the widening (negative: narrowing) after which it
-      holds the share 1 - 2q of the validation values, with the finite-sample
-      correction; the median is left as it is. None for a point model.
-    """
-    residuals = {name: [] for name in names}
+
+def conformal_offsets(quantile_forecast, series, config, levels, history_length):
+    """What conformalized quantile regression (Romano et al. 2019) adds to the
+    `quantile_forecast`'s levels, (horizon, levels, targets): for each central interval
+    (levels q and 1 - q) and each step and target, the widening (negative: narrowing)
+    after which it holds the share 1 - 2q of the validation windows' true values,
+    with the finite-sample correction; the median is left as it is."""
     scores = {pair: [] for pair in IntervalScores(np.ones(1), levels).intervals}
-    own_quantiles = False
     for history, actual in validation_windows(series, config, history_length):
-        point, quantiles = forecasts(history)
-        own_quantiles = quantiles is not None
-        for name in names:
-            residuals[name].append(actual - point[name])
-        if quantiles is not None:
-            for low, high in scores:  # how far outside the interval each true value lies
-                scores[low, high].append(np.maximum(quantiles[:, :, low] - actual, actual - quantiles[:, :, high]))
-    offsets = {
-        name: np.transpose(np.quantile(np.concatenate(chunks), levels, axis=0), (1, 0, 2)).astype("float32")
-        for name, chunks in residuals.items()
-    }
-    if not own_quantiles:
-        return offsets, None
-    conformal = np.zeros((config["horizon"], len(levels), len(series.target_index)), dtype="float32")
+        quantiles = quantile_forecast(history)
+        for low, high in scores:  # how far outside the interval each true value lies
+            scores[low, high].append(np.maximum(quantiles[:, :, low] - actual, actual - quantiles[:, :, high]))
+    offsets = np.zeros((config["horizon"], len(levels), len(series.target_index)), dtype="float32")
     for (low, high), chunks in scores.items():
         values = np.concatenate(chunks)
         share = min(1.0, math.ceil((len(values) + 1) * (levels[high] - levels[low])) / len(values))
         widening = np.quantile(values, share, axis=0)
-        conformal[:, low], conformal[:, high] = -widening, widening
-    return offsets, conformal
+        offsets[:, low], offsets[:, high] = -widening, widening
+    return offsets
 
 
 def evaluate(args):
@@ -174,9 +165,32 @@ def evaluate(args):
     # seasonal-naive baseline reaches back a whole season before each window's end.
     history_length = max(lookback, season)
     levels = forecast_levels(config) or list(POINT_MODEL_LEVELS)
-    # Empirical quantile forecasts (a point forecast plus the quantiles of its validation
-    # residuals), and the model's own quantiles conformalized on the validation windows.
-    offsets, conformal = fit_intervals(forecasts, series, config, levels, history_length)
+    # Empirical quantile forecasts: a point forecast plus the quantiles of its validation residuals.
+    offsets = {
+        "model": residual_quantiles(
+            lambda seasonal_history: model_outputs(seasonal_history[:, -lookback:])[0],
+            series,
+            config,
+            levels,
+            history_length,
+        ),
+        "seasonal_naive": residual_quantiles(
+            lambda seasonal_history: baselines.seasonal_naive(seasonal_history, index, horizon, season),
+            series,
+            config,
+            levels,
+            history_length,
+        ),
+    }
+
+    if forecast_levels(config):  # the model's own intervals, conformalized on validation
+        conformal = conformal_offsets(
+            lambda seasonal_history: model_outputs(seasonal_history[:, -lookback:])[1],
+            series,
+            config,
+            levels,
+            history_length,
+        )
 
     def quantile_forecasts(point, own):
         empirical = {name: point[name][:, :, None, :] + offsets[name][None] for name in offsets}
@@ -196,7 +210,7 @@ def evaluate(args):
         if config.get("distribution")
         else None
     )
-    split = args.split
+    split = getattr(args, "split", "test")
     # Files of the test split keep their names; the validation split's end in _val.
     out = {
         name: run_dir / (name if split == "test" else name.replace(".", "_val."))
