@@ -64,8 +64,9 @@ COLUMNS = [
 ]
 
 
-# Rows of models that forecast quantiles or a distribution: their intervals, on the
-# validation and test windows, next to the empirical intervals of evaluate.
+# Every row's intervals, on the validation and test windows: a quantile or distribution
+# model's own (and conformalized), a point model's from its validation residuals, next
+# to the empirical intervals of evaluate.
 INTERVAL_COLUMNS = [
     ("cell", "cell", "{}"),
     ("horizon", "horizon", "{}"),
@@ -134,17 +135,18 @@ def run(cell, lookback, horizon, seed, options, data):
         "config": json.loads((run_dir / "config.json").read_text()),
     }
     row["beats_baselines"] = all(row["mse"] < row[f"{name}_mse"] for name in BASELINES)
+    # The intervals (a point model's: its forecast + its validation residuals' quantiles).
+    subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), "--split", "val", *data], check=True)
+    validation = json.loads((run_dir / "metrics_val.json").read_text())
+    intervals = metrics["quantile_forecasts"]
+    row.update(interval_scores(metrics))
+    row.update({key: value for key, value in interval_scores(validation, "val_").items() if key != "val_width_80"})
+    row["seasonal_naive_crps"] = intervals["seasonal_naive"]["crps"]
     if row["config"].get("quantiles") or row["config"].get("distribution"):
-        subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), "--split", "val", *data], check=True)
-        validation = json.loads((run_dir / "metrics_val.json").read_text())
-        intervals = metrics["quantile_forecasts"]
-        row.update(interval_scores(metrics))
-        row.update({key: value for key, value in interval_scores(validation, "val_").items() if key != "val_width_80"})
         row.update(
             {k: v for k, v in interval_scores(metrics, "conformal_", "model_conformal").items() if "width" not in k}
         )
         row["median_empirical_crps"] = intervals["model_median_empirical"]["crps"]
-        row["seasonal_naive_crps"] = intervals["seasonal_naive"]["crps"]
     return row
 
 
@@ -177,8 +179,9 @@ def write(name, rows):
     if with_intervals:
         text += (
             "## Quantile and distribution forecasts\n\nCRPS on the standardised scale (twice the mean pinball "
-            "loss over the model's quantile levels, for every forecaster alike); coverage: the share of true "
-            "values inside the central 80 % interval.\n\n"
+            "loss over the model's quantile levels, for every forecaster alike; a point model's at 0.05, 0.1, "
+            "0.25, 0.5, 0.75, 0.9, 0.95, its forecast plus its validation residuals' quantiles); coverage: the "
+            "share of true values inside the central 80 % interval.\n\n"
             f"{markdown_table(with_intervals, INTERVAL_COLUMNS)}\n\n"
         )
     text += f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"

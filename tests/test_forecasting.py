@@ -79,6 +79,10 @@ def test_model_beats_persistence_on_a_known_pattern(run_dir, capsys):
     assert saved["model"]["mse"] == pytest.approx(metrics["model"]["mse"])
     assert (run_dir / "forecasts.png").is_file() and (run_dir / "error_by_horizon.png").is_file()
     assert "seasonal_naive" in capsys.readouterr().out
+    # A point model's intervals, from its validation residuals, at the levels a distribution gives.
+    assert metrics["quantile_levels"] == list(forecasting.DISTRIBUTION_LEVELS)
+    assert set(metrics["quantile_forecasts"]) == {"model", "seasonal_naive"}
+    assert set(metrics["quantile_forecasts"]["model"]["intervals"]) == {"90%", "80%", "50%"}
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import tensorflow as tf
 from seqapps.apps import runs
 from seqapps.apps.cli import UsageError
 from seqapps.apps.export import export_savedmodel, is_savedmodel, load_serving_signature
-from seqapps.apps.forecasting import baselines, forecast_levels
+from seqapps.apps.forecasting import DISTRIBUTION_LEVELS, baselines, forecast_levels
 from seqapps.apps.forecasting import model as _registers  # noqa: F401  the layers and losses saved models name
 from seqapps.apps.forecasting.data import load_series, read_table, select_columns
 from seqapps.apps.forecasting.windows import window_chunks, window_starts, windows
@@ -47,8 +47,6 @@ class ForecastErrors:
         }
 
 
-# The quantile levels the intervals of a point model (and of the baselines) are scored at.
-POINT_MODEL_LEVELS = (0.1, 0.5, 0.9)
 # Validation windows whose residuals give a point forecast its quantiles: at most this
 # many (window, step, target) values, so that a wide series does not fill the memory.
 RESIDUAL_VALUES = 20_000_000
@@ -164,7 +162,8 @@ def evaluate(args):
     # A season may be longer than the lookback (a day of 10-minute rows): the
     # seasonal-naive baseline reaches back a whole season before each window's end.
     history_length = max(lookback, season)
-    levels = forecast_levels(config) or list(POINT_MODEL_LEVELS)
+    # A point model's intervals are scored at a distribution's levels: its CRPS is then comparable with theirs.
+    levels = forecast_levels(config) or list(DISTRIBUTION_LEVELS)
     # Empirical quantile forecasts: a point forecast plus the quantiles of its validation residuals.
     offsets = {
         "model": residual_quantiles(
