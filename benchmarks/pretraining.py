@@ -27,7 +27,7 @@ COLUMNS = [
     ("val_perplexity", "val perplexity", "{:.1f}"),
     ("perplexity_by_epoch", "val perplexity by epoch", "{}"),
     ("epochs", "epochs", "{}"),
-    ("train_minutes", "training min (all sittings)", "{:.1f}"),
+    ("train_minutes", "training min (last sitting)", "{:.1f}"),
     ("peak_rss_mib", "peak RSS MiB (last sitting)", "{:.0f}"),
     ("run_dir", "run directory", "{}"),
     ("device", "ran on", "{}"),
@@ -63,7 +63,7 @@ def row_of(run_dir, cell, seed, options, note, peak=None):
         "val_perplexity": min(history["val_perplexity"]),
         "perplexity_by_epoch": " ".join(f"{p:.0f}" for p in history["val_perplexity"]),
         "epochs": len(history["val_perplexity"]),
-        "train_minutes": state["train_seconds"] / 60 if "train_seconds" in state else None,  # at the run's end
+        "train_minutes": state["train_seconds"] / 60 if "train_seconds" in state else None,  # the last sitting
         "peak_rss_mib": peak,
         "run_dir": str(run_dir.relative_to(RESULTS_DIR.parent)),
         "device": "GPU" if machine()["gpus"] else "CPU",
