@@ -482,12 +482,3 @@ def build_model(config, series):
         metrics={"forecast": ["mae", mse], "quantiles": [crps_metric(scale, config["quantiles"])]},
     )
     return model
-    # The quantiles, and the median as the point forecast.
-    median = keras.ops.take(forecast, config["quantiles"].index(0.5), axis=2)
-    model = keras.Model(history, {"forecast": median, "quantiles": forecast}, name=f"forecasting_{config['cell']}")
-    model.compile(
-        optimizer=optimizer,
-        loss={"quantiles": StandardizedPinballLoss(scale, config["quantiles"])},
-        metrics={"forecast": ["mae", mse], "quantiles": [crps_metric(scale, config["quantiles"])]},
-    )
-    return model

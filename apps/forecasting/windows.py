@@ -59,10 +59,13 @@ def dataset(series: Series, split, config, shuffle_seed=None):
 
 def datasets(config, series: Series, model):
     train, validation = dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)
-    if config.get("quantiles"):  # both outputs, the median and the quantiles, are scored against the future
+    if config.get("quantiles") or config.get("distribution"):
+        # Every output is scored against the future: the point forecast and the quantiles by
+        # their metrics, the distribution (or the quantiles) by the loss.
+        outputs = ("forecast", "quantiles", "distribution") if config.get("distribution") else ("forecast", "quantiles")
 
-        def both(history, future):
-            return history, {"forecast": future, "quantiles": future}
+        def targets(history, future):
+            return history, {name: future for name in outputs}
 
-        train, validation = train.map(both), validation.map(both)
+        train, validation = train.map(targets), validation.map(targets)
     return train, validation
