@@ -130,7 +130,7 @@ def test_a_distribution_forecast_trains_and_gives_its_quantiles_everywhere(kind,
     args = ["train", "--dataset", str(series_csv), "--run-dir", str(run_dir), "--epochs", "2", "--verbose", "0"]
     forecasting.main([*args, *TINY, "--distribution", kind])
     logged = json.loads((run_dir / "history.json").read_text())
-    assert {"val_forecast_standardized_mse", "val_quantiles_crps"} <= set(logged)  # what recipes are chosen on
+    assert "val_forecast_standardized_mse" in logged  # what recipes are chosen on
     model = runs.load_model(run_dir)
     history = np.random.default_rng(1).normal(10, 2, size=(3, 24, 3)).astype("float32")
     outputs = model.predict(history, verbose=0)

@@ -233,7 +233,7 @@ def main(argv=None):
         "--objective",
         metavar="METRIC[:max]",
         help="the validation metric trials are scored on, lowest best unless :max follows (default: the app's, "
-        "val_loss or val_accuracy); e.g. val_quantiles_crps for forecasting with --set quantiles=... or distribution",
+        "val_loss or val_accuracy); e.g. val_quantiles_crps for forecasting with --set quantiles=...",
     )
     parser.add_argument("--export", action="store_true", help="retrain the best configuration and export it")
     parser.add_argument("--export-dir", help="(default: saved_models/<app>)")

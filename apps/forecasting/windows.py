@@ -60,8 +60,8 @@ def dataset(series: Series, split, config, shuffle_seed=None):
 def datasets(config, series: Series, model):
     train, validation = dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)
     if config.get("quantiles") or config.get("distribution"):
-        # Every output is scored against the future: the point forecast and the quantiles by
-        # their metrics, the distribution (or the quantiles) by the loss.
+        # Keras takes a target per output: the point forecast is scored by its metrics, the
+        # quantiles (their CRPS a metric for a quantile model) or the distribution by the loss.
         outputs = ("forecast", "quantiles", "distribution") if config.get("distribution") else ("forecast", "quantiles")
 
         def targets(history, future):
