@@ -29,7 +29,7 @@ NORMALIZATIONS = ("last", "revin")  # of each window (model.SegmentRecurrentFore
 # The names of `model.LOSSES` and `model.DISTRIBUTIONS`, without importing Keras (tests/test_cli.py checks them).
 LOSSES = ("mse", "mae")
 DISTRIBUTIONS = ("normal", "studentt")
-# The levels at which a distribution's quantiles are given (and its intervals scored).
+# The levels at which a distribution's quantiles are given, and a point model's intervals scored.
 DISTRIBUTION_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 

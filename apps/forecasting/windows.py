@@ -59,13 +59,11 @@ def dataset(series: Series, split, config, shuffle_seed=None):
 
 def datasets(config, series: Series, model):
     train, validation = dataset(series, "train", config, shuffle_seed=config["seed"]), dataset(series, "val", config)
-    if config.get("quantiles") or config.get("distribution"):
-        # Keras takes a target per output: the point forecast is scored by its metrics, the
-        # quantiles (their CRPS a metric for a quantile model) or the distribution by the loss.
-        outputs = ("forecast", "quantiles", "distribution") if config.get("distribution") else ("forecast", "quantiles")
-
+    if isinstance(model.output, dict):
+        # Keras takes a target per output, and every output forecasts the future: the point
+        # forecast is scored by its metrics, the quantiles or the distribution by the loss.
         def targets(history, future):
-            return history, {name: future for name in outputs}
+            return history, {name: future for name in model.output}
 
         train, validation = train.map(targets), validation.map(targets)
     return train, validation
