@@ -1,8 +1,9 @@
-"""Quality and cost of the forecasting app on ETTh1 under the long-horizon protocol
-(Informer / DLinear / PatchTST / SegRNN): 12/4/4-month splits, variables standardised
-with the training split's statistics, multivariate (7 in, 7 out), test MSE and MAE on
-the standardised values over all test windows, next to persistence, seasonal-naive
-(24 h) and linear baselines evaluated on the same windows, and the published anchors.
+"""Quality and cost of the forecasting app on ETTh1 (or another of its datasets, with
+--dataset) under the long-horizon protocol (Informer / DLinear / PatchTST / SegRNN):
+ETTh1's 12/4/4-month splits (the others' 70/10/20 %), variables standardised with the
+training split's statistics, multivariate (all in, all out), test MSE and MAE on the
+standardised values over all test windows, next to persistence, seasonal-naive and
+linear baselines evaluated on the same windows, and ETTh1's published anchors.
 
 For every cell, horizon and seed given, runs `seqapps forecasting train` (the app's
 defaults for that horizon, unless options follow `--`) and `evaluate`. Each finished
@@ -14,6 +15,7 @@ long table can be stopped and resumed.
     python benchmarks/forecasting.py --data-dir ../shared/data --cells lstm peephole cifg gru --horizons 96
     python benchmarks/forecasting.py --data-dir ../shared/data --seeds 1 2 3 --horizons 96
     python benchmarks/forecasting.py --name forecasting-probe --horizons 96 -- --decoder direct
+    python benchmarks/forecasting.py --data-dir ../shared/data --dataset exchange_rate --horizons 96
 """
 
 import argparse
@@ -43,6 +45,7 @@ ANCHORS = [
     ("PatchTST/64", 512, (0.370, 0.413, 0.422, 0.447)),
 ]
 COLUMNS = [
+    ("dataset", "dataset", "{}"),
     ("cell", "cell", "{}"),
     ("lookback", "lookback", "{}"),
     ("horizon", "horizon", "{}"),
@@ -68,6 +71,7 @@ COLUMNS = [
 # model's own (and conformalized), a point model's from its validation residuals, next
 # to the empirical intervals of evaluate.
 INTERVAL_COLUMNS = [
+    ("dataset", "dataset", "{}"),
     ("cell", "cell", "{}"),
     ("horizon", "horizon", "{}"),
     ("seed", "seed", "{}"),
@@ -97,18 +101,22 @@ def interval_scores(metrics, prefix="", name="model"):
     }
 
 
-def segrnn_mse(lookback, horizon):
-    """SegRNN's published MSE at this lookback and horizon, where there is one."""
+def segrnn_mse(dataset, lookback, horizon):
+    """SegRNN's published MSE on ETTh1 at this lookback and horizon, where there is one."""
+    if dataset != "etth1":
+        return None
     for _, anchor_lookback, mses in ANCHORS[:2]:
         if anchor_lookback == lookback and horizon in (96, 192, 336, 720):
             return mses[(96, 192, 336, 720).index(horizon)]
     return None
 
 
-def run(cell, lookback, horizon, seed, options, data):
+def run(dataset, cell, lookback, horizon, seed, options, data):
     app = [sys.executable, "-m", "seqapps.apps.forecasting"]
-    run_dir = RESULTS_DIR / "runs" / f"forecasting-{cell}-{lookback}-{horizon}-{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    train = [*app, "train", *data, "--cell", cell, "--lookback", str(lookback), "--horizon", str(horizon)]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = RESULTS_DIR / "runs" / f"forecasting-{dataset}-{cell}-{lookback}-{horizon}-{seed}-{stamp}"
+    train = [*app, "train", *data, "--dataset", dataset, "--cell", cell]
+    train += ["--lookback", str(lookback), "--horizon", str(horizon)]
     seconds, peak = run_measured(train + ["--seed", str(seed), "--run-dir", str(run_dir), "--verbose", "2", *options])
     subprocess.run([*app, "evaluate", "--run-dir", str(run_dir), *data], check=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -117,6 +125,7 @@ def run(cell, lookback, horizon, seed, options, data):
     # A model with quantiles or a distribution has two outputs, and its metrics the forecast's prefix.
     val_mse = history.get("val_standardized_mse") or history["val_forecast_standardized_mse"]
     row = {
+        "dataset": dataset,
         "cell": cell,
         "lookback": lookback,
         "horizon": horizon,
@@ -126,7 +135,7 @@ def run(cell, lookback, horizon, seed, options, data):
         "val_mse": val_mse[best],
         "mse": metrics["model"]["mse"],
         "mae": metrics["model"]["mae"],
-        "segrnn_mse": segrnn_mse(lookback, horizon),
+        "segrnn_mse": segrnn_mse(dataset, lookback, horizon),
         **{f"{name}_mse": metrics[name]["mse"] for name in BASELINES},
         "epochs": len(history["loss"]),
         "train_minutes": seconds / 60,
@@ -165,11 +174,12 @@ def write(name, rows):
         (f"h{h}", f"H{h}", "{:.3f}") for h in (96, 192, 336, 720)
     ]
     text = (
-        f"# {name}\n\nETTh1, multivariate 7 -> 7, test MSE/MAE on the standardised scale over all test windows; "
-        "the app's defaults for each horizon, with the options shown. Each row's full config is in the JSON.\n\n"
+        f"# {name}\n\nMultivariate (all variables in, all out), test MSE/MAE on the standardised scale over all "
+        "test windows; the app's defaults for each horizon, with the options shown. "
+        "Each row's full config is in the JSON.\n\n"
         f"{markdown_table(rows, COLUMNS)}\n\n"
     )
-    keys = ["cell", "lookback", "horizon", "options"]  # a row's recipe, all but its seed
+    keys = ["dataset", "cell", "lookback", "horizon", "options"]  # a row's recipe, all but its seed
     spread = seed_spread(rows, keys, "mse")
     if spread:
         spread_columns = [column for column in COLUMNS if column[0] in keys] + [("seeds", "seeds", "{}")]
@@ -184,13 +194,14 @@ def write(name, rows):
             "share of true values inside the central 80 % interval.\n\n"
             f"{markdown_table(with_intervals, INTERVAL_COLUMNS)}\n\n"
         )
-    text += f"## Anchors (published test MSE)\n\n{markdown_table(anchors, anchor_columns)}\n"
+    text += f"## Anchors (published test MSE on ETTh1)\n\n{markdown_table(anchors, anchor_columns)}\n"
     (RESULTS_DIR / f"{name}.md").write_text(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="directory holding ETTh1.csv (default: download)")
+    parser.add_argument("--data-dir", help="directory holding the dataset's file (default: download)")
+    parser.add_argument("--dataset", default="etth1", help="one of train's --dataset names (default: %(default)s)")
     parser.add_argument("--cells", nargs="+", default=["gru"])
     parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
     parser.add_argument("--lookback", type=int, default=96)
@@ -210,11 +221,13 @@ def main():
     for cell in args.cells:
         for horizon in args.horizons:
             for seed in args.seeds:
-                key = (cell, args.lookback, horizon, seed, options)
-                if any((r["cell"], r["lookback"], r["horizon"], r["seed"], r["options"]) == key for r in saved_rows()):
+                key = (args.dataset, cell, args.lookback, horizon, seed, options)
+                fields = ("dataset", "cell", "lookback", "horizon", "seed", "options")
+                if any(tuple(r[field] for field in fields) == key for r in saved_rows()):
                     print(f"done already: {key}")
                     continue
-                row = run(cell, args.lookback, horizon, seed, args.train_options, data) | {"note": args.note}
+                row = run(args.dataset, cell, args.lookback, horizon, seed, args.train_options, data)
+                row["note"] = args.note
                 write(args.name, saved_rows() + [row])
     print(markdown_table(saved_rows(), COLUMNS))
     print(f"\nSaved {path} and {path.with_suffix('.md')}")
