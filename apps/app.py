@@ -87,18 +87,30 @@ def training_options(*, epochs, batch_size, learning_rate, patience) -> list[Opt
     ]
 
 
-def recurrent_space(hp, units=(32, 64, 128), bidirectional=True) -> dict:
+def choice(hp, name, config, values=None):
+    """The hyperparameter `name`: a choice among `values` (default: half, once and twice
+    its value in `config`) and its value in `config`, which is its default."""
+    value = config[name]
+    values = [type(value)(value * factor) for factor in (0.5, 1, 2)] if values is None else values
+    return hp.Choice(name, sorted({*values, value}), default=value)
+
+
+def recurrent_space(hp, config, bidirectional=True) -> dict:
     """The hyperparameters every app tunes, the cell first of all (`hp` is a KerasTuner
-    `HyperParameters`)."""
+    `HyperParameters`), each centred on, and defaulting to, its value in `config` (the
+    app's defaults and the options set): a search's first trial is that configuration."""
+    dropout, recurrent_dropout, rate = config["dropout"], config["recurrent_dropout"], config["learning_rate"]
     return {
-        "cell": hp.Choice("cell", list(CELL_NAMES)),
-        "units": hp.Choice("units", list(units)),
-        "layers": hp.Int("layers", 1, 2),
-        **({"bidirectional": hp.Boolean("bidirectional", default=True)} if bidirectional else {}),
-        "dropout": hp.Float("dropout", 0.0, 0.5, step=0.05),
-        "recurrent_dropout": hp.Float("recurrent_dropout", 0.0, 0.3, step=0.05),
-        "learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
-        "batch_size": hp.Choice("batch_size", [32, 64, 128]),
+        "cell": choice(hp, "cell", config, CELL_NAMES),
+        "units": choice(hp, "units", config),
+        "layers": hp.Int("layers", 1, max(2, config["layers"]), default=config["layers"]),
+        **({"bidirectional": hp.Boolean("bidirectional", default=config["bidirectional"])} if bidirectional else {}),
+        "dropout": hp.Float("dropout", 0.0, max(0.5, dropout), step=0.05, default=dropout),
+        "recurrent_dropout": hp.Float(
+            "recurrent_dropout", 0.0, max(0.3, recurrent_dropout), step=0.05, default=recurrent_dropout
+        ),
+        "learning_rate": hp.Float("learning_rate", rate / 3, rate * 3, sampling="log", default=rate),
+        "batch_size": choice(hp, "batch_size", config),
     }
 
 

@@ -43,7 +43,9 @@ def strategy(name: str, peer_timeout: float) -> tf.distribute.Strategy:
     """The tf.distribute strategy `name`: none, mirrored or multi-worker. Multi-worker
     first waits, at most `peer_timeout` seconds, for every other worker of TF_CONFIG."""
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every GPU, else every CPU device: one, unless logical devices were configured (as tests do).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi-worker":
         wait_for_peers(tf_config(), peer_timeout)
         return tf.distribute.MultiWorkerMirroredStrategy()

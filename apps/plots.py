@@ -142,9 +142,13 @@ def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
     save_figure(fig, path)
 
 
-def plot_trial_scores(rows, objective, path):
-    """Score of each tuning trial, coloured by cell; failed trials marked on the axis."""
-    fig, ax = subplots(figsize=(max(6, 0.35 * len(rows)), 4))
+def plot_trial_scores(rows, objective, importances, path):
+    """A search: the score of each trial, coloured by cell, the defaults' (the first
+    trial's) as a line and failed trials marked on the axis; then a panel per
+    hyperparameter of `importances` ([(name, share)]), the scores against its values."""
+    width = max(6, 0.35 * len(rows))
+    fig, axes = subplots(1, 1 + len(importances), figsize=(width + 4 * len(importances), 4), squeeze=False)
+    ax = axes[0][0]
     cells = sorted({row["hyperparameters"].get("cell", "-") for row in rows})
     for cell in cells:
         done = [
@@ -154,6 +158,8 @@ def plot_trial_scores(rows, objective, path):
         ]
         if done:
             ax.scatter(*zip(*done, strict=True), label=cell, s=40)
+    if rows and rows[0]["score"] is not None:
+        ax.axhline(rows[0]["score"], color="grey", linestyle="--", label="defaults")
     failed = [i for i, row in enumerate(rows) if row["score"] is None]
     if failed:
         ax.scatter(failed, [ax.get_ylim()[0]] * len(failed), marker="x", color="red", label="failed")
@@ -162,6 +168,22 @@ def plot_trial_scores(rows, objective, path):
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    done = [row for row in rows if row["score"] is not None]
+    for ax, (name, share) in zip(axes[0][1:], importances, strict=True):
+        values = [row["hyperparameters"].get(name) for row in done]
+        scores = [row["score"] for row in done]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            ax.scatter(values, scores, s=40)
+            if min(values) > 0 and max(values) / min(values) > 20:
+                ax.set_xscale("log")
+        else:  # categories, in the order of their names
+            names = sorted({str(v) for v in values})
+            ax.scatter([names.index(str(v)) for v in values], scores, s=40)
+            ax.set_xticks(range(len(names)), names, rotation=45, fontsize="small")
+        ax.set_title(f"{name} (explains {share:.0%})")
+        ax.set_xlabel(name)
+        ax.set_ylabel(objective)
+        ax.grid(alpha=0.3)
     save_figure(fig, path)
 
 

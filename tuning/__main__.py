@@ -4,12 +4,23 @@ app's model, the recurrent cell included.
     seqapps tune sentiment --data-dir ../shared/data --tuner bayesian --max-trials 20 --max-epochs 4 --limit 5000
     seqapps tune forecasting --data-dir ../shared/data --set horizon=192 --set cell=gru --export
 
+Every search starts from what is known to be good: its first trial is the app's
+defaults (with the options and hyperparameters given by `--set NAME=VALUE`), trained
+for `--max-epochs` like any full trial, and the search space is centred on them, so the
+best trial is never worse on validation than the defaults. Each trial stops early as
+`train` does (`patience`); each of its `--executions-per-trial` runs has its own seed,
+and its score is their mean. `--budget-minutes` stops the search between trials once
+its trials have run that long, counted across resumes.
+
 A search lives in `--directory/--project-name` and resumes from there when run again
-(`--overwrite` starts over). `--set NAME=VALUE` fixes a hyperparameter or an app
-option. When it ends, the project directory holds `best_hyperparameters.json`,
-`trials.md` (every trial: hyperparameters, score, epochs, time) and `trials.png`;
-`--export` retrains the best configuration on the full training split and exports it
-through the app's own `train` and `export`.
+(`--overwrite` starts over). When it ends, the project directory holds
+`best_hyperparameters.json` (the best configuration and the defaults, with their
+scores), `trials.md` (every trial: hyperparameters, score and its spread over
+executions, epochs, time) and `trials.png` (the objective per trial, and against the
+hyperparameters that mattered most); `--export` retrains the best configuration on the
+full training split and exports it through the app's own `train` and `export`.
+`--distribute mirrored` trains each trial on every GPU of the machine (KerasTuner's
+`distribution_strategy`).
 
 Distributed search uses KerasTuner's chief/worker mode: start one chief and any number
 of workers with the same command and a shared --directory, each with
@@ -24,19 +35,73 @@ import os
 import time
 from pathlib import Path
 
+import keras
 import keras_tuner
+import numpy as np
 
-from seqapps.apps import APPS, get_app, runs
-from seqapps.apps.cli import UsageError, add_data_arguments, positive_int
+from seqapps.apps import APPS, distribute, get_app, runs
+from seqapps.apps.cli import UsageError, add_data_arguments, positive_float, positive_int
 from seqapps.apps.plots import plot_trial_scores
 from seqapps.apps.tables import markdown_table
 from seqapps.tuning.hypermodel import AppHyperModel
 
-TUNERS = {
-    "hyperband": keras_tuner.Hyperband,
-    "bayesian": keras_tuner.BayesianOptimization,
-    "random": keras_tuner.RandomSearch,
+ORACLES = {
+    "hyperband": keras_tuner.oracles.HyperbandOracle,
+    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+    "random": keras_tuner.oracles.RandomSearchOracle,
 }
+
+
+class DefaultsFirst:
+    """Oracle mixin: the search's first trial is every hyperparameter's default (the
+    app's search space makes it the configured value), with the most epochs any trial
+    gets; and no trial starts once `budget_minutes` of trials have run. The time spent is
+    part of the oracle's saved state, so the budget holds across resumes (a trial killed
+    before it ended does not count)."""
+
+    def __init__(self, *args, budget_minutes=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget_seconds = budget_minutes * 60 if budget_minutes else None
+        self.spent_seconds = 0.0
+        self._trial_starts = {}
+
+    def populate_space(self, trial_id):
+        if self.budget_seconds is not None and self.spent_seconds >= self.budget_seconds:
+            return {"status": "STOPPED"}
+        if self.trials:
+            return super().populate_space(trial_id)
+        values = {hp.name: hp.default for hp in self.hyperparameters.space}
+        if isinstance(self, keras_tuner.oracles.HyperbandOracle):
+            # Outside the brackets, whose first rounds train for a few epochs only.
+            values |= {"tuner/epochs": self.max_epochs, "tuner/initial_epoch": 0, "tuner/bracket": 0, "tuner/round": 0}
+        return {"status": "RUNNING", "values": values}
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        trial = super().create_trial(tuner_id)
+        if trial.status == "RUNNING":
+            self._trial_starts.setdefault(trial.trial_id, time.time())
+        return trial
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        self.spent_seconds += time.time() - self._trial_starts.pop(trial.trial_id, time.time())
+        super().end_trial(trial)
+
+    def get_state(self):
+        return {**super().get_state(), "spent_seconds": self.spent_seconds}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.spent_seconds = state.get("spent_seconds", 0.0)
+
+
+class Hyperband(keras_tuner.Hyperband):
+    """KerasTuner's Hyperband tuner (it trains a trial on from the one it continues) on
+    an oracle of our making: its own `__init__` makes a plain HyperbandOracle."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
 def resident_memory_mib():
@@ -48,12 +113,24 @@ def resident_memory_mib():
 
 
 class TrialRecords:
-    """Tuner mixin: writes each trial's time, epochs, status and tuner to
+    """Tuner mixin: gives each execution of a trial its own seed, and writes each trial's
+    time, epochs, executions' seeds and scores, status and tuner to
     `trial_<id>/seqapps_trial.json`, which KerasTuner does not record itself."""
 
     def on_trial_begin(self, trial):
-        self._started, self._epochs = time.time(), 0
+        self._started, self._epochs, self._seeds, self._scores = time.time(), 0, [], []
         super().on_trial_begin(trial)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        # KerasTuner runs this once per execution: its seed (initialisation, shuffle) is the search's plus its number.
+        hypermodel, objective = self.hypermodel, self.hypermodel.objective
+        hypermodel.seed = hypermodel.fixed["seed"] + len(self._seeds)
+        self._seeds.append(hypermodel.seed)
+        history = super()._build_and_fit_model(trial, *args, **kwargs)
+        values = history.history.get(objective.name)
+        if values:
+            self._scores.append(float(max(values) if objective.direction == "max" else min(values)))
+        return history
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         self._epochs += 1
@@ -69,6 +146,9 @@ class TrialRecords:
             "status": status,
             "seconds": seconds,
             "epochs": self._epochs,
+            "seeds": self._seeds,
+            "execution_scores": self._scores,
+            "replicas": self.distribution_strategy.num_replicas_in_sync if self.distribution_strategy else 1,
             "tuner_id": self.tuner_id,
             "rss_mib": resident_memory_mib(),
         }
@@ -90,27 +170,30 @@ def parse_sets(pairs):
     return values
 
 
-def make_tuner(args, hypermodel, fixed):
+def make_tuner(args, hypermodel, fixed, strategy=None):
     hyperparameters = keras_tuner.HyperParameters()
     for name, value in fixed.items():
         hyperparameters.Fixed(name, value)
-    common = dict(
-        hypermodel=hypermodel,
+    base = ORACLES[args.tuner]
+    oracle = type(base.__name__, (DefaultsFirst, base), {})(
         objective=hypermodel.objective,
         hyperparameters=hyperparameters,
         tune_new_entries=True,
+        seed=args.seed,
+        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+        budget_minutes=args.budget_minutes,
+        **({"max_epochs": args.max_epochs} if args.tuner == "hyperband" else {"max_trials": args.max_trials}),
+    )
+    tuner = Hyperband if args.tuner == "hyperband" else keras_tuner.Tuner
+    return type(tuner.__name__, (TrialRecords, tuner), {})(
+        oracle=oracle,
+        hypermodel=hypermodel,
         executions_per_trial=args.executions_per_trial,
+        distribution_strategy=strategy,
         directory=args.directory,
         project_name=args.project_name or hypermodel.name,
         overwrite=args.overwrite,
-        seed=args.seed,
-        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
     )
-    base = TUNERS[args.tuner]
-    tuner_class = type(base.__name__, (TrialRecords, base), {})
-    if args.tuner == "hyperband":
-        return tuner_class(max_epochs=args.max_epochs, **common)
-    return tuner_class(max_trials=args.max_trials, **common)
 
 
 def trial_rows(tuner):
@@ -119,11 +202,14 @@ def trial_rows(tuner):
         record_path = Path(tuner.get_trial_dir(trial_id)) / "seqapps_trial.json"
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        scores = record.get("execution_scores") or []
         rows.append(
             {
                 "trial": trial_id,
                 "status": str(trial.status),
                 "score": trial.score,
+                "execution_scores": scores,
+                "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
                 "epochs": record.get("epochs"),
                 "seconds": record.get("seconds"),
                 "rss_mib": record.get("rss_mib"),
@@ -134,21 +220,65 @@ def trial_rows(tuner):
     return rows
 
 
+def importances(rows):
+    """[(hyperparameter, importance)], most important first: the share of the variance
+    of the completed trials' scores that the hyperparameter's value explains (eta
+    squared of the scores grouped by value; a number with more than four values tried,
+    by its quartiles). Descriptive: with few trials, every share is overstated."""
+    done = [row for row in rows if row["score"] is not None]
+    scores = np.array([row["score"] for row in done], dtype=float)
+    total = float(((scores - scores.mean()) ** 2).sum()) if len(done) > 2 else 0.0
+    if total == 0:
+        return []
+    shares = []
+    for name in sorted({name for row in done for name in row["hyperparameters"]}):
+        values = [row["hyperparameters"].get(name) for row in done]
+        if len(set(map(str, values))) < 2:
+            continue
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if numeric and len(set(values)) > 4:
+            groups = np.digitize(values, np.quantile(values, [0.25, 0.5, 0.75]))
+        else:
+            groups = np.array([str(v) for v in values])
+        between = sum(
+            (groups == g).sum() * (scores[groups == g].mean() - scores.mean()) ** 2 for g in np.unique(groups)
+        )
+        shares.append((name, float(between / total)))
+    return sorted(shares, key=lambda share: -share[1])
+
+
+def described(row):
+    """A trial's score as `0.6723 ± 0.0021 (3 executions)`."""
+    if row["score"] is None:
+        return f"none ({row['status'].lower()})"
+    spread = f" ± {row['spread']:.4f} ({len(row['execution_scores'])} executions)" if row["spread"] else ""
+    return f"{row['score']:.4f}{spread}"
+
+
 def write_results(tuner, out_dir):
-    """best_hyperparameters.json, trials.md and trials.png in `out_dir`; returns the best trial."""
+    """best_hyperparameters.json, trials.md and trials.png in `out_dir`; returns the
+    summary: the best trial's configuration and score, and the defaults' (trial 0)."""
     best = tuner.oracle.get_best_trials(1)
     if not best:
         raise UsageError(f"no trial of {out_dir} completed; see the errors above")
-    best = best[0]
     objective = tuner.oracle.objective
     rows = trial_rows(tuner)
+    best, defaults = next(row for row in rows if row["trial"] == best[0].trial_id), rows[0]
+    fields = ("trial", "score", "execution_scores", "spread", "hyperparameters")
     summary = {
-        "trial": best.trial_id,
         "objective": objective.name,
         "direction": objective.direction,
-        "score": best.score,
-        "hyperparameters": {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")},
+        **{key: best[key] for key in fields},
+        "defaults": {key: defaults[key] for key in fields},
+        "best_is_defaults": best is defaults,
+        "importances": dict(importances(rows)),
     }
+    if best is defaults:
+        verdict = f"The defaults (trial {defaults['trial']}) are the best configuration found: {described(defaults)}."
+    else:
+        verdict = f"Best: trial {best['trial']}, {described(best)}; the defaults (trial {defaults['trial']}): "
+        verdict += f"{described(defaults)}."
+    summary["verdict"] = verdict
     runs.save_json(out_dir / "best_hyperparameters.json", summary)
     names = sorted({name for row in rows for name in row["hyperparameters"]})
     table_rows = [
@@ -159,15 +289,19 @@ def write_results(tuner, out_dir):
         ("trial", "trial", "{}"),
         ("status", "status", "{}"),
         ("score", objective.name, "{:.4f}"),
+        ("spread", "std over executions", "{:.4f}"),
         ("epochs", "epochs", "{}"),
         ("seconds", "seconds", "{:.0f}"),
         ("rss_mib", "RSS MiB after", "{:.0f}"),
     ]
     columns += [(n, n, "{}") for n in names]
+    shares = ", ".join(f"{name} {share:.2f}" for name, share in summary["importances"].items())
     (out_dir / "trials.md").write_text(
-        f"# Trials, objective {objective.name} ({objective.direction})\n\n" + markdown_table(table_rows, columns) + "\n"
+        f"# Trials, objective {objective.name} ({objective.direction})\n\n{verdict}\n\n"
+        + markdown_table(table_rows, columns)
+        + (f"\n\nShare of the scores' variance each hyperparameter explains: {shares}.\n" if shares else "\n")
     )
-    plot_trial_scores(rows, objective.name, out_dir / "trials.png")
+    plot_trial_scores(rows, objective.name, list(summary["importances"].items())[:3], out_dir / "trials.png")
     return summary
 
 
@@ -188,8 +322,13 @@ def export_best(args, hypermodel, summary, out_dir):
     `train` (resuming it if it was interrupted), and export it with its `export`."""
     app = hypermodel.app
     run_dir = out_dir / "best_run"
-    options = {k: v for k, v in hypermodel.fixed.items() if k in app.defaults and v != app.defaults[k]}
-    values = {**options, **summary["hyperparameters"], "epochs": args.max_epochs, "seed": args.seed}
+    best = keras_tuner.HyperParameters()
+    for name, value in summary["hyperparameters"].items():
+        best.Fixed(name, value)
+    # The configuration as the app's options (the search space maps some values, e.g. sequence_length 0 to None).
+    config = hypermodel.config(best)
+    values = {k: v for k, v in config.items() if k in app.defaults and v != app.defaults[k]}
+    values |= {"epochs": args.max_epochs, "seed": args.seed}
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     if (run_dir / "config.json").exists():
         app.main(["train", "--resume", "--run-dir", str(run_dir)])
@@ -210,12 +349,29 @@ def main(argv=None):
         prog="seqapps tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("app", choices=APPS)
-    parser.add_argument("--tuner", default="hyperband", choices=list(TUNERS), help="(default: %(default)s)")
+    parser.add_argument("--tuner", default="hyperband", choices=list(ORACLES), help="(default: %(default)s)")
     parser.add_argument(
         "--max-trials", type=positive_int, default=20, help="trials of bayesian and random (default: 20)"
     )
     parser.add_argument("--max-epochs", type=positive_int, default=10, help="epochs per trial at most (default: 10)")
-    parser.add_argument("--executions-per-trial", type=positive_int, default=1, help="(default: 1)")
+    parser.add_argument(
+        "--executions-per-trial",
+        type=positive_int,
+        default=1,
+        help="runs of each trial, each with its own seed (--seed, --seed + 1, ...), scored by their mean (default: 1)",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=positive_float,
+        help="start no trial once the search's trials have run this long, counted across resumes; the --export "
+        "retraining is not counted (default: no limit)",
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=["none", "mirrored"],
+        default="none",
+        help="mirrored: train each trial on every GPU of this machine (its CPU when it has none) (default: none)",
+    )
     parser.add_argument("--max-consecutive-failed-trials", type=positive_int, default=3, help="(default: 3)")
     parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="(default: %(default)s)")
     parser.add_argument("--project-name", help="(default: the app's name)")
@@ -270,13 +426,17 @@ def tune(args):
         name, _, direction = args.objective.partition(":")
         objective = keras_tuner.Objective(name, "max" if direction == "max" else "min")
     hypermodel = AppHyperModel(app, config, objective)
-    tuner = make_tuner(args, hypermodel, fixed)
-    tuner.search(epochs=args.max_epochs, verbose=args.verbose)
+    strategy = distribute.strategy("mirrored", peer_timeout=0) if args.distribute == "mirrored" else None
+    tuner = make_tuner(args, hypermodel, fixed, strategy)
+    # Each trial stops early as `train` does, on the objective.
+    objective = hypermodel.objective
+    stop = keras.callbacks.EarlyStopping(objective.name, mode=objective.direction, patience=config["patience"])
+    tuner.search(epochs=args.max_epochs, callbacks=[stop], verbose=args.verbose)
     if is_worker():
         return None  # the chief writes the results
     out_dir = Path(tuner.project_dir)
     summary = write_results(tuner, out_dir)
-    print(f"\nBest trial {summary['trial']}: {summary['objective']} = {summary['score']:.4f}")
+    print(f"\n{summary['verdict']}")
     print(json.dumps(summary["hyperparameters"], indent=2))
     print(f"Wrote {out_dir / 'best_hyperparameters.json'}, trials.md and trials.png")
     if args.export:

@@ -36,14 +36,16 @@ class AppHyperModel(keras_tuner.HyperModel):
         self.app = app
         self.fixed = app.complete_config(dict(config))
         self.objective = objective or keras_tuner.Objective(app.monitor, app.mode)
-        self.data = app.load(self.fixed)
+        self.data = app.load(self.fixed)  # with the search's seed: every execution has the same splits
+        self.seed = self.fixed["seed"]  # of the model's initialisation and the shuffle; the tuner sets it per execution
 
     def config(self, hp):
-        return {**self.fixed, **self.app.search_space(hp, self.fixed)}
+        return {**self.fixed, **self.app.search_space(hp, self.fixed), "seed": self.seed}
 
     def build(self, hp):
-        keras.backend.clear_session()  # a fresh session per trial: memory stays flat
-        keras.utils.set_random_seed(self.fixed["seed"])
+        # KerasTuner clears the session before (a fresh one per trial: memory stays flat), outside the
+        # distribution strategy's scope; clearing it inside would drop the scope.
+        keras.utils.set_random_seed(self.seed)
         return self.app.build_model(self.config(hp), self.data)
 
     def fit(self, hp, model, callbacks=None, **kwargs):

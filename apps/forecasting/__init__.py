@@ -22,7 +22,7 @@ test windows start `lookback` rows before their split's first target.
 import argparse
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
+from seqapps.apps.app import App, Option, choice, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.forecasting import data
 
 NORMALIZATIONS = ("last", "revin")  # of each window (model.SegmentRecurrentForecaster)
@@ -149,8 +149,11 @@ def search_space(hp, config):
     base, segment = config["lookback"], config["segment"]
     lookbacks = sorted({max(segment, round(base * f / segment) * segment) for f in (0.5, 1, 2)})
     return {
-        **recurrent_space(hp, units=(64, 128, 256), bidirectional=False),
-        "lookback": hp.Choice("lookback", lookbacks),
+        **recurrent_space(hp, config, bidirectional=False),
+        "lookback": choice(hp, "lookback", config, lookbacks),
+        # The optimiser's levers of benchmarks/results/forecasting-recipe.md (SegRNN's values beside ours).
+        "lr_decay": choice(hp, "lr_decay", config, [0.8, 0.9]),
+        "adam_beta_1": choice(hp, "adam_beta_1", config, [0.9, 0.95]),
     }
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
+from seqapps.apps.app import App, Option, choice, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.cli import UsageError
 from seqapps.apps.tfds_data import dataset_type
 
@@ -89,11 +89,13 @@ OPTIONS = [
 
 
 def search_space(hp, config):
+    # KerasTuner's choices hold no None: 0 stands for whole reviews (the default).
+    length = config["sequence_length"] or 0
     return {
-        **recurrent_space(hp),
-        "vocab_size": hp.Choice("vocab_size", [5000, 10000, 20000]),
-        "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256]),
-        "sequence_length": hp.Choice("sequence_length", [200, 400, 800]),
+        **recurrent_space(hp, config),
+        "vocab_size": choice(hp, "vocab_size", config),
+        "embedding_dim": choice(hp, "embedding_dim", config),
+        "sequence_length": hp.Choice("sequence_length", sorted({0, 256, 512, length}), default=length) or None,
     }
 
 

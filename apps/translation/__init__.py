@@ -19,7 +19,7 @@ spa, fra, deu, ...).
 import argparse
 
 from seqapps.apps import cli
-from seqapps.apps.app import App, Option, deferred, recurrent_options, recurrent_space, training_options
+from seqapps.apps.app import App, Option, choice, deferred, recurrent_options, recurrent_space, training_options
 from seqapps.apps.tfds_data import dataset_type
 
 # The names of `seqapps.layers.ATTENTIONS`, without importing Keras (tests/test_cli.py checks them).
@@ -59,9 +59,9 @@ ATTENTION_PLOT = (
 
 def search_space(hp, config):
     return {
-        **recurrent_space(hp, units=(64, 128, 256)),
-        "attention": hp.Choice("attention", list(ATTENTION_NAMES)),
-        "embedding_dim": hp.Choice("embedding_dim", [128, 256]),
+        **recurrent_space(hp, config),
+        "attention": choice(hp, "attention", config, ATTENTION_NAMES),
+        "embedding_dim": choice(hp, "embedding_dim", config),
     }
 
 
