@@ -1,189 +1,165 @@
-"""Does tuning beat the default configuration, and which cell wins? A small fixed
-budget per app:
+"""Does a search pay? For each app: `seqapps tune` (Hyperband, the app's defaults as its
+first trial) within a wall-clock budget; then the defaults and the search's best
+configuration, each trained by the app's `train` (its epochs and early stopping) with
+three seeds and evaluated once on the test split. The search sees validation only.
 
-- `seqapps tune <app> --tuner random --max-trials T --max-epochs E` on a `--limit`
-  of the training data;
-- the best configuration and the app's default one, each trained with the same
-  budget (E epochs, same limit), then evaluated on the app's test split;
-- the best validation score each cell reached in the search;
-- memory: the peak RSS of a 20-trial tiny search, and the RSS after each trial.
+    python benchmarks/tuning.py --data-dir ../shared/data --app forecasting --budget-minutes 120
+    python benchmarks/tuning.py --data-dir ../shared/data --app sentiment --budget-minutes 120
+    python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --limit 20000
+    python benchmarks/tuning.py --data-dir ../shared/data --memory
 
-    python benchmarks/tuning.py --data-dir ../shared/data
+Resumable: a rerun resumes the search from its directory (within the same budget) and
+skips the trainings already in the results file. `--memory`: the resident memory of a
+20-trial tiny search, after each trial (it should stay flat).
 """
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 
-from report import RESULTS_DIR, run_measured, save
+from report import RESULTS_DIR, machine, run_measured
 
-from seqapps.tuning.__main__ import train_arguments
+from seqapps.apps.tables import markdown_table
 
-# app: (objective in history.json, direction, test score from metrics.json, search budget)
+# app: (the test figure from metrics.json, its name, the options of the search and of every training)
 APPS = {
-    "sentiment": ("val_accuracy", max, lambda m: m["accuracy"], {"limit": 5000, "trials": 6, "epochs": 2}),
-    "forecasting": ("val_loss", min, lambda m: m["model"]["mse"], {"limit": None, "trials": 6, "epochs": 3}),
+    "forecasting": (lambda m: m["model"]["mse"], "test MSE", {}),  # ETTh1, horizon 96
+    "sentiment": (lambda m: m["accuracy"], "test accuracy", {"ngram_features": 0}),  # the recurrent model alone
+    "translation": (lambda m: m["greedy"]["bleu"], "test BLEU (greedy)", {}),
 }
+SEEDS = (1337, 1, 2)
+OUT = RESULTS_DIR / "runs" / "tuning"
+COLUMNS = [
+    ("app", "app", "{}"),
+    ("configuration", "configuration", "{}"),
+    ("options", "train options", "{}"),
+    ("seeds", "seeds", "{}"),
+    ("objective", "objective", "{}"),
+    ("validation_mean", "validation, mean", "{:.4f}"),
+    ("validation_std", "std", "{:.4f}"),
+    ("test_name", "test figure", "{}"),
+    ("test_mean", "test, mean", "{:.4f}"),
+    ("test_std", "std", "{:.4f}"),
+    ("search", "search", "{}"),
+]
 
 
-def train_and_test(app, run_dir, data_dir, budget, options):
+def search(app, args, options):
+    """The search (resumed where it stopped); its summary."""
+    sets = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    command = [sys.executable, "-m", "seqapps.tuning", app, "--data-dir", args.data_dir, "--directory", str(OUT)]
+    command += ["--tuner", "hyperband", "--max-epochs", str(args.max_epochs), "--verbose", "2"]
+    command += ["--budget-minutes", str(args.budget_minutes), *limit, *sets]
+    run_measured(command)
+    return json.loads((OUT / app / "best_hyperparameters.json").read_text())
+
+
+def train_and_test(app, configuration, seed, train_options, args):
+    """One training of a configuration by the app's `train`, evaluated on the test split."""
     command = [sys.executable, "-m", f"seqapps.apps.{app}"]
-    limit = ["--limit", str(budget["limit"])] if budget["limit"] else []
-    run_measured(
-        [
-            *command,
-            "train",
-            "--data-dir",
-            data_dir,
-            "--run-dir",
-            str(run_dir),
-            "--epochs",
-            str(budget["epochs"]),
-            "--verbose",
-            "2",
-            *limit,
-            *options,
-        ]
+    run_dir = OUT / f"{app}-{configuration}-{seed}"
+    data = ["--data-dir", args.data_dir]
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    if not (run_dir / "model.keras").exists():
+        resume = ["--resume"] if (run_dir / "config.json").exists() else []
+        options = [*data, *limit, *train_options, "--seed", str(seed)] if not resume else []
+        run_measured([*command, "train", "--run-dir", str(run_dir), "--verbose", "2", *resume, *options])
+    if not (run_dir / "metrics.json").exists():
+        subprocess.run([*command, "evaluate", "--run-dir", str(run_dir), *data], check=True)
+    history = json.loads((run_dir / "history.json").read_text())
+    return history, json.loads((run_dir / "metrics.json").read_text())
+
+
+def memory(args):
+    """Peak and per-trial resident memory of a 20-trial search on 200 reviews with a tiny model."""
+    command = [sys.executable, "-m", "seqapps.tuning", "sentiment", "--data-dir", args.data_dir]
+    command += ["--directory", str(OUT), "--project-name", "memory", "--overwrite", "--tuner", "random"]
+    command += ["--max-trials", "20", "--max-epochs", "1", "--limit", "200", "--verbose", "0"]
+    command += ["--set", "units=16", "--set", "embedding_dim=16", "--set", "sequence_length=32"]
+    _, peak = run_measured(command)
+    records = sorted(
+        (json.loads(p.read_text()) for p in (OUT / "memory").glob("trial_*/seqapps_trial.json")),
+        key=lambda r: int(r["trial_id"]),
     )
-    subprocess.run([*command, "evaluate", "--run-dir", str(run_dir), "--data-dir", data_dir], check=True)
-    return json.loads((run_dir / "history.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
+    return {"trials": len(records), "peak_rss_mib": peak, "rss_after_trial_mib": [r["rss_mib"] for r in records]}
+
+
+def write(results):
+    rows = results["results"]
+    (RESULTS_DIR / "tuning.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = (
+        "# tuning\n\nFor each app, a Hyperband search (`seqapps tune`, its defaults as the first trial) within the "
+        "budget shown; then the defaults and the search's best configuration, each trained by the app's `train` "
+        f"with seeds {', '.join(map(str, SEEDS))} and evaluated once on the test split. Validation: the best "
+        "epoch's objective.\n\n"
+        f"{markdown_table(rows, COLUMNS)}\n"
+    )
+    if results.get("memory"):
+        rss = results["memory"]["rss_after_trial_mib"]
+        text += (
+            f"\n20-trial tiny search: peak RSS {results['memory']['peak_rss_mib']:.0f} MiB; RSS after trials 1, "
+            f"10, 20: {rss[0]:.0f}, {rss[min(9, len(rss) - 1)]:.0f}, {rss[-1]:.0f} MiB.\n"
+        )
+    (RESULTS_DIR / "tuning.md").write_text(text)
+    print(text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--apps", nargs="+", default=list(APPS), choices=list(APPS))
+    parser.add_argument("--app", choices=list(APPS))
+    parser.add_argument("--budget-minutes", type=float, default=120, help="(default: %(default)s)")
+    parser.add_argument("--max-epochs", type=int, default=10, help="Hyperband's most epochs (default: %(default)s)")
+    parser.add_argument("--limit", type=int, help="examples per split, for the search and every training")
+    parser.add_argument("--memory", action="store_true", help="measure a tiny search's memory instead")
     args = parser.parse_args()
-    out = RESULTS_DIR / "runs" / "tuning"
+    path = RESULTS_DIR / "tuning.json"
+    results = json.loads(path.read_text()) if path.exists() else {"results": []}
+    results["machine"] = machine()
+    if args.memory:
+        results["memory"] = memory(args)
+        return write(results)
+    if not args.app:
+        parser.error("--app is needed (or --memory)")
 
-    rows, cell_rows = [], []
-    for app in args.apps:
-        objective, best_of, test_score, budget = APPS[app]
-        limit = ["--limit", str(budget["limit"])] if budget["limit"] else []
-        seconds, _ = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "seqapps.tuning",
-                app,
-                "--data-dir",
-                args.data_dir,
-                "--directory",
-                str(out),
-                "--overwrite",
-                "--tuner",
-                "random",
-                "--max-trials",
-                str(budget["trials"]),
-                "--max-epochs",
-                str(budget["epochs"]),
-                "--verbose",
-                "2",
-                *limit,
-            ]
-        )
-        best = json.loads((out / app / "best_hyperparameters.json").read_text())
-        trials = [json.loads(p.read_text()) for p in sorted((out / app).glob("trial_*/trial.json"))]
-        for cell in sorted({t["hyperparameters"]["values"]["cell"] for t in trials}):
-            scores = [t["score"] for t in trials if t["hyperparameters"]["values"]["cell"] == cell and t["score"]]
-            cell_rows.append(
-                {
-                    "app": app,
-                    "cell": cell,
-                    "trials": len(scores),
-                    "best_validation": best_of(scores) if scores else None,
-                }
-            )
-        for name, options in (("default", []), ("tuned", train_arguments(best["hyperparameters"]))):
-            history, metrics = train_and_test(app, out / f"{app}-{name}", args.data_dir, budget, options)
-            cell = (
-                best["hyperparameters"]["cell"]
-                if name == "tuned"
-                else json.loads((out / f"{app}-{name}" / "config.json").read_text())["cell"]
-            )
-            rows.append(
-                {
-                    "app": app,
-                    "configuration": name,
-                    "cell": cell,
-                    "objective": objective,
-                    "validation": best_of(history[objective]),
-                    "test": test_score(metrics),
-                    "search_minutes": seconds / 60 if name == "tuned" else None,
-                    "budget": f"{budget['trials']} trials x {budget['epochs']} epochs, limit {budget['limit']}",
-                }
-            )
-
-    # Memory across trials: a 20-trial search on 200 reviews with a tiny model.
-    _, peak = run_measured(
-        [
-            sys.executable,
-            "-m",
-            "seqapps.tuning",
-            "sentiment",
-            "--data-dir",
-            args.data_dir,
-            "--directory",
-            str(out),
-            "--project-name",
-            "memory",
-            "--overwrite",
-            "--tuner",
-            "random",
-            "--max-trials",
-            "20",
-            "--max-epochs",
-            "1",
-            "--limit",
-            "200",
-            "--verbose",
-            "0",
-            "--set",
-            "units=16",
-            "--set",
-            "embedding_dim=16",
-            "--set",
-            "sequence_length=32",
-        ]
-    )
-    records = sorted(
-        (json.loads(p.read_text()) for p in (out / "memory").glob("trial_*/seqapps_trial.json")),
-        key=lambda r: int(r["trial_id"]),
-    )
-    rss = [r["rss_mib"] for r in records]
-    memory = {"trials": len(records), "peak_rss_mib": peak, "rss_after_trial_mib": rss}
-
-    save(
-        "tuning",
-        rows,
-        [
-            ("app", "app", "{}"),
-            ("configuration", "configuration", "{}"),
-            ("cell", "cell", "{}"),
-            ("objective", "objective", "{}"),
-            ("validation", "best validation", "{:.4f}"),
-            ("test", "test (accuracy / MSE)", "{:.4f}"),
-            ("search_minutes", "search min", "{:.1f}"),
-            ("budget", "budget", "{}"),
-        ],
-        {"memory": memory},
-    )
-    save(
-        "tuning-cells",
-        cell_rows,
-        [
-            ("app", "app", "{}"),
-            ("cell", "cell", "{}"),
-            ("trials", "trials", "{}"),
-            ("best_validation", "best validation score", "{:.4f}"),
-        ],
-        {},
-    )
-    print(
-        f"\n20-trial tiny search: peak RSS {peak:.0f} MiB; RSS after trials 1, 10, 20: "
-        f"{rss[0]:.0f}, {rss[min(9, len(rss) - 1)]:.0f}, {rss[-1]:.0f} MiB"
-    )
+    test_figure, test_name, options = APPS[args.app]
+    summary = search(args.app, args, options)
+    budget = f"Hyperband, {args.budget_minutes:g} min budget, {summary['search_minutes']:.0f} min of trials"
+    budget += f", at most {args.max_epochs} epochs"
+    budget += f", limit {args.limit}" if args.limit else ""
+    defaults_options = [arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    configurations = {"defaults": defaults_options}
+    if not summary["best_is_defaults"]:  # else the search returns the defaults: nothing else to train
+        configurations["tuned"] = summary["train_options"]
+    for configuration, train_options in configurations.items():
+        validation, test = [], []
+        for seed in SEEDS:
+            history, metrics = train_and_test(args.app, configuration, seed, train_options, args)
+            best = max if summary["direction"] == "max" else min
+            validation.append(best(history[summary["objective"]]))
+            test.append(test_figure(metrics))
+        row = {
+            "app": args.app,
+            "configuration": configuration,
+            "options": " ".join(train_options),
+            "seeds": len(SEEDS),
+            "objective": summary["objective"],
+            "validation_mean": statistics.mean(validation),
+            "validation_std": statistics.stdev(validation),
+            "test_name": test_name,
+            "test_mean": statistics.mean(test),
+            "test_std": statistics.stdev(test),
+            "validation": validation,
+            "test": test,
+            "search": f"{budget}; {summary['verdict']}",
+        }
+        results["results"] = [
+            r for r in results["results"] if (r.get("app"), r.get("configuration")) != (args.app, configuration)
+        ] + [row]
+        write(results)
 
 
 if __name__ == "__main__":

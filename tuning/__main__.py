@@ -255,9 +255,10 @@ def described(row):
     return f"{row['score']:.4f}{spread}"
 
 
-def write_results(tuner, out_dir):
+def write_results(tuner, hypermodel, out_dir):
     """best_hyperparameters.json, trials.md and trials.png in `out_dir`; returns the
-    summary: the best trial's configuration and score, and the defaults' (trial 0)."""
+    summary: the best trial's configuration, `train` options and score, and the
+    defaults' (trial 0)."""
     best = tuner.oracle.get_best_trials(1)
     if not best:
         raise UsageError(f"no trial of {out_dir} completed; see the errors above")
@@ -269,9 +270,11 @@ def write_results(tuner, out_dir):
         "objective": objective.name,
         "direction": objective.direction,
         **{key: best[key] for key in fields},
+        "train_options": train_options(hypermodel, best["hyperparameters"]),
         "defaults": {key: defaults[key] for key in fields},
         "best_is_defaults": best is defaults,
         "importances": dict(importances(rows)),
+        "search_minutes": tuner.oracle.spent_seconds / 60,  # the trials' time, all sittings
     }
     if best is defaults:
         verdict = f"The defaults (trial {defaults['trial']}) are the best configuration found: {described(defaults)}."
@@ -317,23 +320,28 @@ def train_arguments(values):
     return arguments
 
 
+def train_options(hypermodel, values):
+    """The `train` options of the configuration of a trial's hyperparameter `values`
+    (with the options set for the search) where it differs from the app's defaults."""
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    config = hypermodel.config(hp)  # through the search space, which maps some values (sequence_length 0: None)
+    defaults = hypermodel.app.defaults
+    return train_arguments({k: v for k, v in config.items() if k in defaults and v != defaults[k]})
+
+
 def export_best(args, hypermodel, summary, out_dir):
     """Retrain the best configuration on the full training split with the app's
     `train` (resuming it if it was interrupted), and export it with its `export`."""
     app = hypermodel.app
     run_dir = out_dir / "best_run"
-    best = keras_tuner.HyperParameters()
-    for name, value in summary["hyperparameters"].items():
-        best.Fixed(name, value)
-    # The configuration as the app's options (the search space maps some values, e.g. sequence_length 0 to None).
-    config = hypermodel.config(best)
-    values = {k: v for k, v in config.items() if k in app.defaults and v != app.defaults[k]}
-    values |= {"epochs": args.max_epochs, "seed": args.seed}
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     if (run_dir / "config.json").exists():
         app.main(["train", "--resume", "--run-dir", str(run_dir)])
     else:
-        app.main(["train", *data, "--run-dir", str(run_dir), *train_arguments(values)])
+        options = [*summary["train_options"], "--epochs", str(args.max_epochs), "--seed", str(args.seed)]
+        app.main(["train", *data, "--run-dir", str(run_dir), *options])
     export_dir = args.export_dir or os.path.join("saved_models", app.name)
     return app.main(["export", "--run-dir", str(run_dir), "--export-dir", export_dir])
 
@@ -435,7 +443,7 @@ def tune(args):
     if is_worker():
         return None  # the chief writes the results
     out_dir = Path(tuner.project_dir)
-    summary = write_results(tuner, out_dir)
+    summary = write_results(tuner, hypermodel, out_dir)
     print(f"\n{summary['verdict']}")
     print(json.dumps(summary["hyperparameters"], indent=2))
     print(f"Wrote {out_dir / 'best_hyperparameters.json'}, trials.md and trials.png")
