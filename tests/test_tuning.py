@@ -402,7 +402,7 @@ def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
         "--tuner",
         "random",
         "--max-trials",
-        "4",
+        "3",
         *TINY_SENTIMENT,
     ]
     env = {
@@ -435,7 +435,7 @@ def test_distributed_search_with_a_chief_and_two_workers(imdb_dir, tmp_path):
 
     project = tmp_path / "sentiment"
     records = trial_records(project)
-    assert len(records) == 4  # every trial ran, once: one record per trial
+    assert len(records) == 3  # every trial ran, once: one record per trial
     assert all(r["status"] == "COMPLETED" for r in records.values())
     assert {r["tuner_id"] for r in records.values()} <= {"tuner0", "tuner1"}
     scores = {
