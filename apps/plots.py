@@ -55,12 +55,12 @@ def plot_confusion_matrix(matrix, labels, path, title="Confusion matrix"):
     save_figure(fig, path)
 
 
-def plot_forecasts(history, actual, forecasts, targets, path, window_numbers, max_targets=3):
-    """Some test windows: history, actual future and each forecast.
+def plot_forecasts(history, actual, forecasts, targets, path, window_numbers, max_targets=3, split="test"):
+    """Some windows of the `split`: history, actual future and each forecast.
 
     `history` (windows, lookback, targets), `actual` (windows, horizon, targets),
     `forecasts` name -> array shaped like `actual`; the first is drawn boldest.
-    `window_numbers`: each window's place among the test windows, for the titles.
+    `window_numbers`: each window's place among the split's windows, for the titles.
     """
     rows = min(max_targets, len(targets))
     fig, axes = subplots(rows, len(actual), figsize=(5 * len(actual), 2.8 * rows), squeeze=False)
@@ -73,14 +73,14 @@ def plot_forecasts(history, actual, forecasts, targets, path, window_numbers, ma
             ax.plot(future, actual[window, :, row], color="black", lw=1.5, label="actual")
             for k, (name, forecast) in enumerate(forecasts.items()):
                 ax.plot(future, forecast[window, :, row], lw=2 if k == 0 else 1, ls="-" if k == 0 else "--", label=name)
-            ax.set_title(f"{targets[row]}, test window {number}")
+            ax.set_title(f"{targets[row]}, {split} window {number}")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small")
     save_figure(fig, path, dpi=90)
 
 
-def plot_fan_chart(history, actual, quantiles, levels, targets, path, window_numbers, max_targets=3):
-    """Some test windows: history, actual future, the median forecast and its central
+def plot_fan_chart(history, actual, quantiles, levels, targets, path, window_numbers, max_targets=3, split="test"):
+    """Some windows of the `split`: history, actual future, the median forecast and its central
     intervals as bands (a fan chart).
 
     `quantiles` (windows, horizon, levels, targets) at `levels` (sorted, 0.5 among them).
@@ -107,13 +107,13 @@ def plot_fan_chart(history, actual, quantiles, levels, targets, path, window_num
                 )
             ax.plot(future, quantiles[window, :, median, row], color="tab:blue", lw=1.5, label="median")
             ax.plot(future, actual[window, :, row], color="black", lw=1, label="actual")
-            ax.set_title(f"{targets[row]}, test window {number}")
+            ax.set_title(f"{targets[row]}, {split} window {number}")
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small")
     save_figure(fig, path, dpi=90)
 
 
-def plot_calibration(coverages, path):
+def plot_calibration(coverages, path, split="test"):
     """Observed against nominal coverage of central intervals; `coverages`: name ->
     {nominal share: observed share}. On the diagonal, the intervals say the truth."""
     fig, ax = subplots(figsize=(4.5, 4.5))
@@ -122,7 +122,7 @@ def plot_calibration(coverages, path):
         nominal = sorted(points)
         ax.plot(nominal, [points[n] for n in nominal], "o-", label=name)
     ax.set_xlabel("nominal coverage")
-    ax.set_ylabel("observed coverage (test windows)")
+    ax.set_ylabel(f"observed coverage ({split} windows)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

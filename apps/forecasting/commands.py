@@ -254,6 +254,7 @@ def evaluate(args):
         series.targets,
         out["forecasts.png"],
         window_numbers=samples,
+        split=split,
     )
     plot_fan_chart(
         seasonal_history[:, -lookback:, index],
@@ -263,6 +264,7 @@ def evaluate(args):
         series.targets,
         out["fan_chart.png"],
         window_numbers=samples,
+        split=split,
     )
     plot_calibration(
         {
@@ -273,6 +275,7 @@ def evaluate(args):
             for name, scores in metrics["quantile_forecasts"].items()
         },
         out["calibration.png"],
+        split=split,
     )
     plot_error_by_horizon({name: metrics[name]["per_step"]["mse"] for name in errors}, out["error_by_horizon.png"])
     print(f"\n{split.capitalize()} windows: {len(starts):,}; horizon {horizon}; targets {', '.join(series.targets)}")
