@@ -3,7 +3,8 @@
 ETTh1's 12/4/4-month splits (the others' 70/10/20 %), variables standardised with the
 training split's statistics, multivariate (all in, all out), test MSE and MAE on the
 standardised values over all test windows, next to persistence, seasonal-naive and
-linear baselines evaluated on the same windows, and ETTh1's published anchors.
+linear baselines evaluated on the same windows, and the published anchors (ETTh1,
+exchange_rate).
 
 For every cell, horizon and seed given, runs `seqapps forecasting train` (the app's
 defaults for that horizon, unless options follow `--`) and `evaluate`. Each finished
@@ -26,24 +27,32 @@ import time
 
 from report import RESULTS_DIR, machine, run_measured, seed_spread
 
+from seqapps.apps.forecasting.data import CSV_DEFAULTS, DATASETS
 from seqapps.apps.tables import markdown_table
 
 BASELINES = ("persistence", "seasonal_naive", "linear")
-# Published test MSE on ETTh1 (multivariate, lookback -> horizon 96/192/336/720).
-ANCHORS = [
-    (
-        "SegRNN (Lin et al. 2023; MSE loss, test loader without drop_last, authors' re-run)",
-        96,
-        (0.368, 0.408, 0.444, 0.446),
-    ),
-    ("SegRNN, same fixed protocol", 720, (0.351, 0.392, 0.423, 0.466)),
-    ("TimeMixer", 96, (0.375, 0.429, 0.484, 0.498)),
-    ("CycleNet/Linear (5 seeds)", 96, (0.378, 0.427, 0.464, 0.462)),
-    ("iTransformer", 96, (0.386, 0.441, 0.487, 0.503)),
-    ("DLinear", 96, (0.386, 0.437, 0.481, 0.519)),
-    ("DLinear", 336, (0.375, 0.405, 0.439, 0.472)),
-    ("PatchTST/64", 512, (0.370, 0.413, 0.422, 0.447)),
-]
+# Published test MSE (multivariate, lookback -> the long-horizon protocol's horizons), by dataset.
+HORIZONS = (96, 192, 336, 720)
+ANCHORS = {
+    "etth1": [
+        (
+            "SegRNN (Lin et al. 2023; MSE loss, test loader without drop_last, authors' re-run)",
+            96,
+            (0.368, 0.408, 0.444, 0.446),
+        ),
+        ("SegRNN, same fixed protocol", 720, (0.351, 0.392, 0.423, 0.466)),
+        ("TimeMixer", 96, (0.375, 0.429, 0.484, 0.498)),
+        ("CycleNet/Linear (5 seeds)", 96, (0.378, 0.427, 0.464, 0.462)),
+        ("iTransformer", 96, (0.386, 0.441, 0.487, 0.503)),
+        ("DLinear", 96, (0.386, 0.437, 0.481, 0.519)),
+        ("DLinear", 336, (0.375, 0.405, 0.439, 0.472)),
+        ("PatchTST/64", 512, (0.370, 0.413, 0.422, 0.447)),
+    ],
+    "exchange_rate": [
+        ("iTransformer", 96, (0.086, 0.177, 0.331, 0.847)),
+        ("DLinear (iTransformer's table)", 96, (0.088, 0.176, 0.313, 0.839)),
+    ],
+}
 COLUMNS = [
     ("dataset", "dataset", "{}"),
     ("cell", "cell", "{}"),
@@ -105,9 +114,9 @@ def segrnn_mse(dataset, lookback, horizon):
     """SegRNN's published MSE on ETTh1 at this lookback and horizon, where there is one."""
     if dataset != "etth1":
         return None
-    for _, anchor_lookback, mses in ANCHORS[:2]:
-        if anchor_lookback == lookback and horizon in (96, 192, 336, 720):
-            return mses[(96, 192, 336, 720).index(horizon)]
+    for _, anchor_lookback, mses in ANCHORS["etth1"][:2]:
+        if anchor_lookback == lookback and horizon in HORIZONS:
+            return mses[HORIZONS.index(horizon)]
     return None
 
 
@@ -162,16 +171,8 @@ def run(dataset, cell, lookback, horizon, seed, options, data):
 def write(name, rows):
     """`<name>.json` (every row, with its config) and `<name>.md` (the table, the anchors)."""
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps({"machine": machine(), "results": rows}, indent=2) + "\n")
-    anchors = [
-        {
-            "model": model,
-            "lookback": lookback,
-            **{f"h{h}": mse for h, mse in zip((96, 192, 336, 720), mses, strict=True)},
-        }
-        for model, lookback, mses in ANCHORS
-    ]
     anchor_columns = [("model", "model", "{}"), ("lookback", "lookback", "{}")] + [
-        (f"h{h}", f"H{h}", "{:.3f}") for h in (96, 192, 336, 720)
+        (f"h{h}", f"H{h}", "{:.3f}") for h in HORIZONS
     ]
     text = (
         f"# {name}\n\nMultivariate (all variables in, all out), test MSE/MAE on the standardised scale over all "
@@ -194,8 +195,13 @@ def write(name, rows):
             "share of true values inside the central 80 % interval.\n\n"
             f"{markdown_table(with_intervals, INTERVAL_COLUMNS)}\n\n"
         )
-    text += f"## Anchors (published test MSE on ETTh1)\n\n{markdown_table(anchors, anchor_columns)}\n"
-    (RESULTS_DIR / f"{name}.md").write_text(text)
+    for dataset in sorted({row["dataset"] for row in rows} & ANCHORS.keys()):
+        anchors = [
+            {"model": model, "lookback": lookback} | {f"h{h}": mse for h, mse in zip(HORIZONS, mses, strict=True)}
+            for model, lookback, mses in ANCHORS[dataset]
+        ]
+        text += f"## Anchors (published test MSE on {dataset})\n\n{markdown_table(anchors, anchor_columns)}\n\n"
+    (RESULTS_DIR / f"{name}.md").write_text(text.rstrip("\n") + "\n")
 
 
 def main():
@@ -203,8 +209,8 @@ def main():
     parser.add_argument("--data-dir", help="directory holding the dataset's file (default: download)")
     parser.add_argument("--dataset", default="etth1", help="one of train's --dataset names (default: %(default)s)")
     parser.add_argument("--cells", nargs="+", default=["gru"])
-    parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
-    parser.add_argument("--lookback", type=int, default=96)
+    parser.add_argument("--horizons", nargs="+", type=int, default=list(HORIZONS))
+    parser.add_argument("--lookback", type=int, help="(default: the dataset's: 96, illness 36)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1337], help="(default: train's, 1337)")
     parser.add_argument("--name", default="forecasting", help="results file name (default: %(default)s)")
     parser.add_argument("--note", help="said in each new row, e.g. that other work ran beside it (its minutes)")
@@ -218,15 +224,16 @@ def main():
 
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     options = " ".join(args.train_options)
+    lookback = args.lookback or DATASETS.get(args.dataset, CSV_DEFAULTS).lookback
     for cell in args.cells:
         for horizon in args.horizons:
             for seed in args.seeds:
-                key = (args.dataset, cell, args.lookback, horizon, seed, options)
+                key = (args.dataset, cell, lookback, horizon, seed, options)
                 fields = ("dataset", "cell", "lookback", "horizon", "seed", "options")
                 if any(tuple(r[field] for field in fields) == key for r in saved_rows()):
                     print(f"done already: {key}")
                     continue
-                row = run(args.dataset, cell, args.lookback, horizon, seed, args.train_options, data)
+                row = run(args.dataset, cell, lookback, horizon, seed, args.train_options, data)
                 row["note"] = args.note
                 write(args.name, saved_rows() + [row])
     print(markdown_table(saved_rows(), COLUMNS))
