@@ -499,11 +499,20 @@ def test_illness_takes_its_weekly_defaults(tmp_path, write_series, capsys):
     forecasting.main([*args, "--units", "4", "--epochs", "1", "--verbose", "0"])
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["lookback"], config["horizon"], config["segment"], config["season"]) == (36, 24, 12, 52)
+    assert config["batch_size"] == 16  # its own: 676 training rows are 3 batches of the ETT files' 256
     assert runs.load_model(run_dir).input_shape == (None, 36, 7)
     assert data.load_series(config, tmp_path).split_ends == (676, 773, 966)
     # The season (52 weeks) is longer than the lookback: the baseline reaches further back.
     metrics = forecasting.main(["evaluate", "--run-dir", str(run_dir)])
     assert np.isfinite(metrics["seasonal_naive"]["mse"]) and metrics["test_windows"] == 966 - 773 - 24 + 1
+
+
+def test_a_dataset_sets_the_batch_size_unless_it_is_given():
+    def batch_size(dataset, given=None):
+        return data.complete_config({**forecasting.DEFAULTS, "dataset": dataset, "batch_size": given})["batch_size"]
+
+    assert (batch_size("etth1"), batch_size("illness"), batch_size("my.csv")) == (256, 16, 256)
+    assert batch_size("illness", given=8) == 8
 
 
 def test_named_datasets_say_where_to_get_them(tmp_path, write_series, capsys):

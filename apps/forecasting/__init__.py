@@ -20,6 +20,7 @@ test windows start `lookback` rows before their split's first target.
 """
 
 import argparse
+from dataclasses import replace
 
 from seqapps.apps import cli
 from seqapps.apps.app import App, Option, choice, deferred, recurrent_options, recurrent_space, training_options
@@ -87,7 +88,13 @@ OPTIONS = [
     # SegRNN's recipe for ETT (Lin et al. 2023), chosen over the earlier defaults on validation loss:
     # benchmarks/results/forecasting-recipe.md.
     *recurrent_options(cell="gru", units=512, layers=1, dropout=0.5, recurrent_dropout=0.0),
-    *training_options(epochs=30, batch_size=256, learning_rate=1e-3, patience=5),
+    *[
+        # The dataset sets the batch size, as it sets the lookback.
+        replace(option, help=f"{option.help} (default: the dataset's, 256; illness 16)")
+        if option.name == "batch_size"
+        else option
+        for option in training_options(epochs=30, batch_size=None, learning_rate=1e-3, patience=5)
+    ],
     Option(
         "lr_decay", 0.9, "after the fourth epoch, multiply the learning rate by this every epoch", cli.positive_float
     ),
