@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -276,7 +277,6 @@ def test_real_imdb_archive_loads_balanced():
 
 
 def test_vocabulary_is_ranked_as_textvectorization_adapt_ranks_it():
-    import keras
     import tensorflow as tf
 
     # Ties of every kind: "b", "c" and "d" twice, "e" and "f" once, words across markup and case.
@@ -316,7 +316,6 @@ def test_batches_hold_reviews_of_similar_length_and_every_review_once():
 
 
 def tiny_model(**options):
-    import keras
 
     vocabulary = ["good", "bad", "film", "plot"]
     config = {
@@ -355,7 +354,6 @@ def test_padding_to_the_batch_longest_review_changes_no_probability():
 
 
 def test_the_ngram_path_is_the_baselines_model_weighed_after_training(make_imdb, tmp_path):
-    import keras
 
     from seqapps.apps.sentiment import baseline
 
@@ -400,6 +398,7 @@ def test_a_run_with_the_ngram_path_trains_and_exports(data_dir, tmp_path):
     assert layers >= {"recurrent_logit", "ngram_vectorizer", "ngram_logit"}
     blend = json.loads((run_dir / "state.json").read_text())["after_fit"]
     assert blend["val_accuracy"] >= blend["recurrent_val_accuracy"]
+    keras.backend.clear_session()  # as in a fresh process: Keras' automatic layer names start over
     metrics = sentiment.main(["evaluate", "--run-dir", str(run_dir)])
     assert set(metrics["recurrent"]) == set(metrics["baseline"]) - {"model", "C"}
     # The export is checked against the Keras model in a TensorFlow-only process.

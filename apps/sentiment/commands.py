@@ -74,7 +74,10 @@ def evaluate(args):
     if recurrent is model:
         metrics = binary_metrics(labels, predict_by_length(model, texts).reshape(-1))
     else:  # the blend, and beside it the recurrent path on its own
-        both = keras.Model(model.input, keras.layers.Concatenate()([model.output, recurrent.output]))
+        # Named: a loaded model's layers keep their names, and Keras' automatic ones start over in a new process.
+        both = keras.Model(
+            model.input, keras.layers.Concatenate(name="blend_and_recurrent")([model.output, recurrent.output])
+        )
         probabilities = predict_by_length(both, texts)
         metrics = binary_metrics(labels, probabilities[:, 0])
         metrics["recurrent"] = binary_metrics(labels, probabilities[:, 1])

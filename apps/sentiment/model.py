@@ -120,7 +120,8 @@ def recurrent_probability(model):
     model itself when it has no n-gram path)."""
     if "ngram_logit" not in {layer.name for layer in model.layers}:
         return model
-    return keras.Model(model.input, keras.layers.Activation("sigmoid")(model.get_layer("recurrent_logit").output))
+    probability = keras.layers.Activation("sigmoid", name="recurrent_probability")
+    return keras.Model(model.input, probability(model.get_layer("recurrent_logit").output))
 
 
 def start_from_pretrained(model, config):
