@@ -34,6 +34,11 @@ ANCHORS = [
     ("bag of bigrams, dense classifier (Deep Learning with Python)", 0.90),
     ("NBSVM-bigram (Wang & Manning 2012)", 0.912),
     ("Johnson & Zhang 2016, one-hot bidirectional LSTM with pooling (supervised only)", 0.919),
+    # Pretrained on the 50,000 unlabeled reviews (rows with --pretrained):
+    ("Dai & Le 2015, LM-LSTM (language-model pretraining)", 0.924),
+    ("Dai & Le 2015, SA-LSTM (sequence-autoencoder pretraining)", 0.928),
+    ("Miyato et al. 2017, LM-pretrained LSTM", 0.926),
+    ("Miyato et al. 2017, LM-pretrained LSTM + virtual adversarial training", 0.941),
 ]
 COLUMNS = [
     ("cell", "cell", "{}"),
