@@ -316,7 +316,6 @@ def test_batches_hold_reviews_of_similar_length_and_every_review_once():
 
 
 def tiny_model(**options):
-
     vocabulary = ["good", "bad", "film", "plot"]
     config = {
         **sentiment.DEFAULTS,
@@ -354,7 +353,6 @@ def test_padding_to_the_batch_longest_review_changes_no_probability():
 
 
 def test_the_ngram_path_is_the_baselines_model_weighed_after_training(make_imdb, tmp_path):
-
     from seqapps.apps.sentiment import baseline
 
     texts, labels, _ = data.load_imdb(make_imdb(tmp_path / "imdb"))["train"]
