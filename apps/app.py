@@ -65,8 +65,8 @@ def recurrent_options(*, cell, units, layers, dropout, recurrent_dropout, bidire
             if bidirectional is None
             else [Option("bidirectional", bidirectional, "bidirectional layers", action=argparse.BooleanOptionalAction)]
         ),
-        Option("dropout", dropout, "dropout rate", float),
-        Option("recurrent_dropout", recurrent_dropout, "recurrent dropout rate", float),
+        Option("dropout", dropout, "dropout rate", cli.dropout_rate),
+        Option("recurrent_dropout", recurrent_dropout, "recurrent dropout rate", cli.dropout_rate),
     ]
 
 
@@ -75,7 +75,7 @@ def training_options(*, epochs, batch_size, learning_rate, patience) -> list[Opt
     return [
         Option("epochs", epochs, "maximum number of epochs", cli.positive_int),
         Option("batch_size", batch_size, "global batch size (split across replicas)", cli.positive_int),
-        Option("learning_rate", learning_rate, "Adam learning rate", float),
+        Option("learning_rate", learning_rate, "Adam learning rate", cli.positive_float),
         Option("patience", patience, "epochs without improvement before stopping early", cli.positive_int),
         Option(
             "mixed_precision",

@@ -54,6 +54,11 @@ def fraction(text: str) -> float:
     return checked_number(text, float, "a fraction", lambda value: 0 < value < 1, "between 0 and 1")
 
 
+def dropout_rate(text: str) -> float:
+    """An argparse type: a rate of dropout, 0 (none) up to but not including 1."""
+    return checked_number(text, float, "a dropout rate", lambda value: 0 <= value < 1, "in [0, 1)")
+
+
 def absolute_path(text: str) -> str:
     """An argparse type: a path made absolute, so a run's config.json works from any directory."""
     return str(Path(text).expanduser().resolve())

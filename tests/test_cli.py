@@ -49,6 +49,20 @@ def test_fractions_are_checked_with_one_line(value, capsys):
     assert "argument --validation-fraction:" in err and ("between 0 and 1" in err or "expected a fraction" in err)
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--learning-rate", "0", "must be a positive number, got 0.0"),
+        ("--dropout", "1", "must be in [0, 1), got 1.0"),
+        ("--recurrent-dropout", "-0.1", "must be in [0, 1), got -0.1"),
+    ],
+)
+def test_rates_are_checked_with_one_line(option, value, message, capsys):
+    with pytest.raises(SystemExit):
+        get_app("forecasting").main(["train", option, value])
+    assert f"argument {option}: {message}" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_version(capsys):
     import importlib.metadata
 

@@ -371,8 +371,10 @@ def test_export_retrains_the_best_and_exports(imdb_dir, tmp_path):
             "empty search space",
         ),
         (["--set", "colour=blue"], "--set colour: not a hyperparameter"),
+        (["--set", "learning_rate=0"], "--set learning_rate=0: must be a positive number, got 0.0"),
+        (["--set", "cell=lstn"], "--set cell=lstn: choose from lstm, "),
     ],
-    ids=["max-trials-0", "unknown-tuner", "empty-space", "unknown-set"],
+    ids=["max-trials-0", "unknown-tuner", "empty-space", "unknown-set", "bad-set-value", "unknown-cell"],
 )
 def test_invalid_options_get_one_line_errors(imdb_dir, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_:

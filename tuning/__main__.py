@@ -157,16 +157,27 @@ class TrialRecords:
         runs.save_json(Path(self.get_trial_dir(trial.trial_id)) / "seqapps_trial.json", record)
 
 
-def parse_sets(pairs):
+def parse_sets(app, pairs):
+    """--set NAME=VALUE pairs -> {name: value}: the value of an option of `app` read as
+    `train` reads it (the option's type and choices, so a bad one is a one-line error),
+    any other as JSON, or as the text itself."""
+    options = {option.name: option for option in app.options}
     values = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise UsageError(f"--set {pair!r}: expected NAME=VALUE")
+        name = name.replace("-", "_")
+        option = options.get(name)
         try:
-            values[name.replace("-", "_")] = json.loads(text)
+            value = option.type(text) if option and option.type else json.loads(text)
         except json.JSONDecodeError:
-            values[name.replace("-", "_")] = text
+            value = text
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--set {pair}: {e}") from None
+        if option and option.choices and value not in option.choices:
+            raise UsageError(f"--set {pair}: choose from {', '.join(map(str, option.choices))}")
+        values[name] = value
     return values
 
 
@@ -411,10 +422,8 @@ def main(argv=None):
 
 def tune(args):
     app = get_app(args.app)
-    sets = parse_sets(args.set)
-    types = {option.name: option.type for option in app.options if option.type}
-    # An option's own type reads its text, as on the train command line (--set quantiles=0.1,0.9).
-    options = {k: types[k](v) if k in types and isinstance(v, str) else v for k, v in sets.items() if k in app.defaults}
+    sets = parse_sets(app, args.set)
+    options = {k: v for k, v in sets.items() if k in app.defaults}
     config = {**app.defaults, **options, "seed": args.seed, "limit": args.limit, "data_dir": args.data_dir}
     config = app.complete_config(config)
     space = keras_tuner.HyperParameters()
