@@ -114,6 +114,22 @@ def test_the_classifier_starts_from_the_pretrained_layers_and_vocabulary(languag
     assert classifier.get_layer("vectorizer").get_vocabulary()[2:] == vocabulary[:28]
 
 
+def test_gradual_unfreezing_trains_the_head_alone_in_the_first_epoch(language_model, data_dir, tmp_path):
+    run_dir = tmp_path / "classifier"
+    args = ["--pretrained", str(language_model), "--ngram-features", "0", "--epochs", "1", "--batch-size", "8"]
+    args += ["--gradual-unfreezing"]
+    sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--verbose", "0", *args])
+    config = json.loads((run_dir / "config.json").read_text())
+    steps = data.training_batches(config, data.load(config))
+    classifier, language = runs.load_model(run_dir), runs.load_model(language_model / "model.keras")
+    assert classifier.optimizer.layer_start_steps == {"recurrent_1": steps, "embedding": 2 * steps}
+    for name in ("embedding", "recurrent_1"):
+        for mine, pretrained in zip(
+            classifier.get_layer(name).get_weights(), language.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(mine, pretrained)
+
+
 def test_pretrained_options_cannot_be_contradicted(language_model, data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         sentiment.main(["train", "--data-dir", str(data_dir), "--pretrained", str(language_model), "--units", "16"])
@@ -125,6 +141,9 @@ def test_pretrained_options_cannot_be_contradicted(language_model, data_dir, tmp
     with pytest.raises(SystemExit):
         sentiment.main(["train", "--data-dir", str(data_dir), "--pretrained", str(unfinished)])
     assert "has not finished (no model.keras)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sentiment.main(["train", "--data-dir", str(data_dir), "--gradual-unfreezing"])
+    assert "--gradual-unfreezing thaws the layers of a language model: it needs --pretrained" in capsys.readouterr().err
 
 
 def test_a_stacked_bidirectional_model_is_refused(data_dir, tmp_path, capsys):
@@ -162,3 +181,24 @@ def test_layerwise_rates_slow_the_lower_layers_and_survive_saving(tmp_path):
     assert steps[0] == pytest.approx(0.01 * 0.125, rel=1e-3) and steps[2] == pytest.approx(0.01, rel=1e-3)
     model.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").optimizer.layer_rates == {"embedding": 0.125}
+
+
+def test_a_layer_learns_from_its_start_step():
+    import keras
+
+    from seqapps.apps.sentiment.model import LayerwiseAdam, layer_start_steps
+
+    assert layer_start_steps({"layers": 2}, 5) == {"recurrent_2": 5, "recurrent_1": 10, "embedding": 15}
+    inputs = keras.Input((3,))
+    lower = keras.layers.Dense(2, name="embedding")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(lower))
+    model.compile(optimizer=LayerwiseAdam(layer_start_steps={"embedding": 2}, learning_rate=0.01), loss="mse")
+    x, y = np.ones((4, 3)), np.full((4, 1), 100.0)
+    start = model.get_weights()
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    frozen = model.get_weights()
+    np.testing.assert_array_equal(frozen[0], start[0])
+    assert np.abs(frozen[2] - start[2]).max() > 0.015  # the head took two steps
+    model.train_on_batch(x, y)
+    assert np.abs(model.get_weights()[0] - frozen[0]).max() > 0.005

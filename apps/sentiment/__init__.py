@@ -82,6 +82,13 @@ OPTIONS = [
         cli.positive_float,
     ),
     Option(
+        "gradual_unfreezing",
+        False,
+        "ULMFiT's gradual unfreezing, with --pretrained: the first epoch trains the new head alone, each later "
+        "one a pretrained layer more, from the top recurrent layer down to the embedding",
+        action=argparse.BooleanOptionalAction,
+    ),
+    Option(
         "test_fraction", 0.1, "a TFDS dataset without a test split: share of train held out for testing", cli.fraction
     ),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),
@@ -132,6 +139,8 @@ def complete_config(config):
     """With --pretrained: the options the pretraining run fixed, taken from it; one
     given with another value is an error (options left at their default take its)."""
     if not config.get("pretrained"):
+        if config.get("gradual_unfreezing"):
+            raise UsageError("--gradual-unfreezing thaws the layers of a language model: it needs --pretrained RUN")
         return config
     run_dir = Path(config["pretrained"])
     try:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from seqapps.apps.batching import bucket_by_length
+from seqapps.apps.batching import batch_count, bucket_by_length
 from seqapps.apps.cli import UsageError, string_tensor
 from seqapps.apps.sentiment.baseline import NgramClassifier, fit_baseline
 from seqapps.apps.sentiment.model import adapt_vocabulary, token_counts
@@ -288,6 +288,12 @@ def dataset(texts, labels, lengths, batch_size, shuffle_seed=None):
     sizes = bucket_batch_sizes(lengths, batch_size)
     ds = bucket_by_length(ds, lambda text, label, length: length, lengths, BUCKETS, sizes)
     return ds.map(lambda text, label, length: (text, label)).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(config, reviews: Reviews):
+    """The number of batches in an epoch of `datasets`' training reviews."""
+    lengths = token_counts(reviews.train[0], config["sequence_length"])
+    return batch_count(lengths, BUCKETS, bucket_batch_sizes(lengths, config["batch_size"]))
 
 
 def datasets(config, reviews: Reviews, model):

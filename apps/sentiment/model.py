@@ -124,6 +124,11 @@ def recurrent_probability(model):
     return keras.Model(model.input, probability(model.get_layer("recurrent_logit").output))
 
 
+def pretrained_layers(config):
+    """The layers a classifier takes from its language model, top recurrent layer first."""
+    return [f"recurrent_{i}" for i in range(config["layers"], 0, -1)] + ["embedding"]
+
+
 def start_from_pretrained(model, config):
     """Gives `model` the embedding and recurrent layers of the language model of the
     `sentiment pretrain` run in config["pretrained"] (layers of the same names)."""
@@ -131,7 +136,7 @@ def start_from_pretrained(model, config):
 
     language_model = runs.load_model(Path(config["pretrained"]) / "model.keras")
     print(f"Starting from the embedding and recurrent layers of {config['pretrained']}")
-    for name in ["embedding"] + [f"recurrent_{i + 1}" for i in range(config["layers"])]:
+    for name in pretrained_layers(config):
         model.get_layer(name).set_weights(language_model.get_layer(name).get_weights())
 
 
@@ -158,36 +163,54 @@ def recurrent_layers(config, tokens, merge_mode="concat"):
 
 @keras.saving.register_keras_serializable(package="seqapps")
 class LayerwiseAdam(keras.optimizers.Adam):
-    """Adam whose learning rate is scaled for the variables of some layers: ULMFiT's
-    discriminative fine-tuning, lower layers learning more slowly than the new head.
+    """Adam whose learning rate is scaled for the variables of some layers, and zero
+    for some until a given step: ULMFiT's discriminative fine-tuning (lower layers
+    learning more slowly than the new head) and gradual unfreezing (the head learning
+    alone first, then one layer more at a time, from the top).
 
     Args:
         layer_rates: layer name -> factor of the learning rate for its variables
             (the others get the rate itself).
+        layer_start_steps: layer name -> the training step from which its variables
+            learn (the others learn from the first). Before it, their gradients
+            still feed Adam's moments.
         **kwargs: Adam's.
     """
 
-    def __init__(self, layer_rates=None, **kwargs):
+    def __init__(self, layer_rates=None, layer_start_steps=None, **kwargs):
         super().__init__(**kwargs)
         self.layer_rates = dict(layer_rates or {})
+        self.layer_start_steps = dict(layer_start_steps or {})
 
     def build(self, variables):
         super().build(variables)
         # update_step may be handed the backend's variable (a tf.Variable): keyed as the optimizer keys its slots.
-        self.factors = {self._var_key(v): self.layer_rates.get(v.path.split("/")[0], 1.0) for v in variables}
+        layers = {self._var_key(v): v.path.split("/")[0] for v in variables}
+        self.factors = {key: self.layer_rates.get(layer, 1.0) for key, layer in layers.items()}
+        self.start_steps = {key: self.layer_start_steps.get(layer, 0) for key, layer in layers.items()}
 
     def update_step(self, gradient, variable, learning_rate):
-        super().update_step(gradient, variable, learning_rate * self.factors[self._var_key(variable)])
+        key = self._var_key(variable)
+        learning_rate = learning_rate * self.factors[key]
+        if self.start_steps[key]:
+            thawed = keras.ops.greater_equal(self.iterations, self.start_steps[key])
+            learning_rate = learning_rate * keras.ops.cast(thawed, learning_rate.dtype)
+        super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "layer_rates": self.layer_rates}
+        return {**super().get_config(), "layer_rates": self.layer_rates, "layer_start_steps": self.layer_start_steps}
 
 
 def layer_rates(config):
     """With --layer-lr-decay d: the top recurrent layer learns at the rate / d, each one
     below it d times more slowly, the embedding slowest (the head at the rate itself)."""
-    names = [f"recurrent_{i}" for i in range(config["layers"], 0, -1)] + ["embedding"]
-    return {name: config["layer_lr_decay"] ** -(depth + 1) for depth, name in enumerate(names)}
+    return {name: config["layer_lr_decay"] ** -(depth + 1) for depth, name in enumerate(pretrained_layers(config))}
+
+
+def layer_start_steps(config, steps_per_epoch):
+    """With --gradual-unfreezing: the first epoch trains the head alone, each later one
+    one layer more, from the top recurrent layer down to the embedding."""
+    return {name: (depth + 1) * steps_per_epoch for depth, name in enumerate(pretrained_layers(config))}
 
 
 def build_model(config, reviews):
@@ -207,8 +230,15 @@ def build_model(config, reviews):
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     if config.get("pretrained"):
         start_from_pretrained(model, config)
-    if config.get("layer_lr_decay", 1.0) != 1:  # runs written before the option have none
-        optimizer = LayerwiseAdam(layer_rates(config), learning_rate=config["learning_rate"])
+    # Runs written before these options have neither.
+    rates = layer_rates(config) if config.get("layer_lr_decay", 1.0) != 1 else {}
+    starts = {}
+    if config.get("gradual_unfreezing"):
+        from seqapps.apps.sentiment.data import training_batches  # (it imports this module)
+
+        starts = layer_start_steps(config, training_batches(config, reviews))
+    if rates or starts:
+        optimizer = LayerwiseAdam(rates, starts, learning_rate=config["learning_rate"])
     else:
         optimizer = keras.optimizers.Adam(config["learning_rate"])
     model.compile(
