@@ -117,12 +117,14 @@ def test_the_classifier_starts_from_the_pretrained_layers_and_vocabulary(languag
 def test_gradual_unfreezing_trains_the_head_alone_in_the_first_epoch(language_model, data_dir, tmp_path):
     run_dir = tmp_path / "classifier"
     args = ["--pretrained", str(language_model), "--ngram-features", "0", "--epochs", "1", "--batch-size", "8"]
-    args += ["--gradual-unfreezing"]
+    args += ["--gradual-unfreezing", "--lr-schedule", "slanted-triangular"]  # ULMFiT's two schedules together
     sentiment.main(["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--verbose", "0", *args])
     config = json.loads((run_dir / "config.json").read_text())
     steps = data.training_batches(config, data.load(config))
     classifier, language = runs.load_model(run_dir), runs.load_model(language_model / "model.keras")
     assert classifier.optimizer.layer_start_steps == {"recurrent_1": steps, "embedding": 2 * steps}
+    schedule = classifier.optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["total_steps"] == steps and schedule["maximal_learning_rate"] == config["learning_rate"]
     for name in ("embedding", "recurrent_1"):
         for mine, pretrained in zip(
             classifier.get_layer(name).get_weights(), language.get_layer(name).get_weights(), strict=True
@@ -202,3 +204,22 @@ def test_a_layer_learns_from_its_start_step():
     assert np.abs(frozen[2] - start[2]).max() > 0.015  # the head took two steps
     model.train_on_batch(x, y)
     assert np.abs(model.get_weights()[0] - frozen[0]).max() > 0.005
+
+
+def test_slanted_triangular_rates_climb_a_tenth_of_the_steps_then_fall_and_survive_saving(tmp_path):
+    import keras
+
+    from seqapps.apps.sentiment.model import SlantedTriangular
+
+    schedule = SlantedTriangular(0.032, total_steps=100)
+    rates = np.array([float(schedule(step)) for step in range(101)])
+    np.testing.assert_allclose(rates[[0, 10, 100]], [0.001, 0.032, 0.001], rtol=1e-5)
+    assert (np.diff(rates[:11]) > 0).all() and (np.diff(rates[10:]) < 0).all()
+    assert float(schedule(150)) == pytest.approx(0.001)  # past the end (more epochs than planned): the lowest rate
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    model.train_on_batch(np.ones((2, 3)), np.ones((2, 1)))
+    model.save(tmp_path / "m.keras")
+    saved = keras.saving.load_model(tmp_path / "m.keras").optimizer.get_config()["learning_rate"]["config"]
+    assert saved == {"maximal_learning_rate": 0.032, "total_steps": 100, "cut_fraction": 0.1, "ratio": 32.0}

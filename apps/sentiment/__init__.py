@@ -89,6 +89,13 @@ OPTIONS = [
         action=argparse.BooleanOptionalAction,
     ),
     Option(
+        "lr_schedule",
+        "constant",
+        "slanted-triangular: ULMFiT's, the rate climbing from rate/32 to the learning rate over the first tenth "
+        "of the --epochs' steps, then falling back to rate/32 by the last",
+        choices=["constant", "slanted-triangular"],
+    ),
+    Option(
         "test_fraction", 0.1, "a TFDS dataset without a test split: share of train held out for testing", cli.fraction
     ),
     *training_options(epochs=10, batch_size=64, learning_rate=1e-3, patience=2),

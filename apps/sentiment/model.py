@@ -201,6 +201,46 @@ class LayerwiseAdam(keras.optimizers.Adam):
         return {**super().get_config(), "layer_rates": self.layer_rates, "layer_start_steps": self.layer_start_steps}
 
 
+@keras.saving.register_keras_serializable(package="seqapps")
+class SlantedTriangular(keras.optimizers.schedules.LearningRateSchedule):
+    """ULMFiT's slanted triangular learning rates (Howard & Ruder 2018, eq. 3): a short
+    linear climb to the maximal rate, then a long linear fall back.
+
+        cut = floor(total_steps * cut_fraction)
+        p = step / cut                                  if step < cut
+            1 - (step - cut) / (total_steps - cut)      otherwise, at least 0
+        rate = maximal_learning_rate * (1 + p * (ratio - 1)) / ratio
+
+    Args:
+        maximal_learning_rate: the rate at the top of the climb.
+        total_steps: the training steps the triangle spans (every epoch's).
+        cut_fraction: share of the steps spent climbing (ULMFiT: 0.1).
+        ratio: how many times smaller the first and last rates are (ULMFiT: 32).
+    """
+
+    def __init__(self, maximal_learning_rate, total_steps, cut_fraction=0.1, ratio=32.0):
+        self.maximal_learning_rate = maximal_learning_rate
+        self.total_steps = total_steps
+        self.cut_fraction = cut_fraction
+        self.ratio = ratio
+
+    def __call__(self, step):
+        cut = max(1, int(self.total_steps * self.cut_fraction))
+        step = keras.ops.cast(step, "float32")
+        climbing = step / cut
+        falling = 1 - (step - cut) / max(1, self.total_steps - cut)
+        p = keras.ops.maximum(keras.ops.where(step < cut, climbing, falling), 0.0)
+        return self.maximal_learning_rate * (1 + p * (self.ratio - 1)) / self.ratio
+
+    def get_config(self):
+        return {
+            "maximal_learning_rate": self.maximal_learning_rate,
+            "total_steps": self.total_steps,
+            "cut_fraction": self.cut_fraction,
+            "ratio": self.ratio,
+        }
+
+
 def layer_rates(config):
     """With --layer-lr-decay d: the top recurrent layer learns at the rate / d, each one
     below it d times more slowly, the embedding slowest (the head at the rate itself)."""
@@ -230,17 +270,22 @@ def build_model(config, reviews):
     model = keras.Model(text, probability, name=f"sentiment_{config['cell']}")
     if config.get("pretrained"):
         start_from_pretrained(model, config)
-    # Runs written before these options have neither.
+    # Runs written before these options have none of them.
     rates = layer_rates(config) if config.get("layer_lr_decay", 1.0) != 1 else {}
-    starts = {}
-    if config.get("gradual_unfreezing"):
+    slanted = config.get("lr_schedule", "constant") == "slanted-triangular"
+    starts, learning_rate = {}, config["learning_rate"]
+    if slanted or config.get("gradual_unfreezing"):
         from seqapps.apps.sentiment.data import training_batches  # (it imports this module)
 
-        starts = layer_start_steps(config, training_batches(config, reviews))
+        steps_per_epoch = training_batches(config, reviews)
+        if slanted:
+            learning_rate = SlantedTriangular(learning_rate, config["epochs"] * steps_per_epoch)
+        if config.get("gradual_unfreezing"):
+            starts = layer_start_steps(config, steps_per_epoch)
     if rates or starts:
-        optimizer = LayerwiseAdam(rates, starts, learning_rate=config["learning_rate"])
+        optimizer = LayerwiseAdam(rates, starts, learning_rate=learning_rate)
     else:
-        optimizer = keras.optimizers.Adam(config["learning_rate"])
+        optimizer = keras.optimizers.Adam(learning_rate)
     model.compile(
         optimizer=optimizer,
         loss="binary_crossentropy",
