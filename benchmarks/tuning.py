@@ -8,13 +8,15 @@ three seeds and evaluated once on the test split. The search sees validation onl
     python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --limit 20000
     python benchmarks/tuning.py --data-dir ../shared/data --memory
 
-Resumable: a rerun resumes the search from its directory (within the same budget) and
-skips the trainings already in the results file. `--memory`: the resident memory of a
+Resumable, on this machine or a fresh one: the search's summary and each training's
+figures go into the results file as each finishes, and a rerun skips what is there; an
+unfinished search resumes from its directory (within the same budget). `--memory`: the resident memory of a
 20-trial tiny search, after each trial (it should stay flat).
 """
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,30 +49,36 @@ COLUMNS = [
 
 
 def search(app, args, options):
-    """The search (resumed where it stopped); its summary."""
+    """The search (resumed where it stopped); its summary. Its trials' table and plot are
+    copied beside the results."""
     sets = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
     limit = ["--limit", str(args.limit)] if args.limit else []
     command = [sys.executable, "-m", "seqapps.tuning", app, "--data-dir", args.data_dir, "--directory", str(OUT)]
     command += ["--tuner", "hyperband", "--max-epochs", str(args.max_epochs), "--verbose", "2"]
     command += ["--budget-minutes", str(args.budget_minutes), *limit, *sets]
     run_measured(command)
+    for name in ("trials.md", "trials.png"):
+        shutil.copyfile(OUT / app / name, RESULTS_DIR / f"tuning-{app}-{name}")
     return json.loads((OUT / app / "best_hyperparameters.json").read_text())
 
 
 def train_and_test(app, configuration, seed, train_options, args):
-    """One training of a configuration by the app's `train`, evaluated on the test split."""
+    """One training of a configuration by the app's `train`, evaluated on the test split:
+    its history, test metrics and training minutes (None when it was trained before)."""
     command = [sys.executable, "-m", f"seqapps.apps.{app}"]
     run_dir = OUT / f"{app}-{configuration}-{seed}"
     data = ["--data-dir", args.data_dir]
     limit = ["--limit", str(args.limit)] if args.limit else []
+    seconds = None
     if not (run_dir / "model.keras").exists():
         resume = ["--resume"] if (run_dir / "config.json").exists() else []
         options = [*data, *limit, *train_options, "--seed", str(seed)] if not resume else []
-        run_measured([*command, "train", "--run-dir", str(run_dir), "--verbose", "2", *resume, *options])
+        seconds, _ = run_measured([*command, "train", "--run-dir", str(run_dir), "--verbose", "2", *resume, *options])
     if not (run_dir / "metrics.json").exists():
         subprocess.run([*command, "evaluate", "--run-dir", str(run_dir), *data], check=True)
     history = json.loads((run_dir / "history.json").read_text())
-    return history, json.loads((run_dir / "metrics.json").read_text())
+    minutes = seconds / 60 if seconds is not None else None
+    return history, json.loads((run_dir / "metrics.json").read_text()), minutes
 
 
 def memory(args):
@@ -97,6 +105,9 @@ def write(results):
         "epoch's objective.\n\n"
         f"{markdown_table(rows, COLUMNS)}\n"
     )
+    for app in results.get("searches", {}):
+        text += f"\n{app}: the search's trials in [tuning-{app}-trials.md](tuning-{app}-trials.md) and its plot "
+        text += f"[tuning-{app}-trials.png](tuning-{app}-trials.png).\n"
     if results.get("memory"):
         rss = results["memory"]["rss_after_trial_mib"]
         text += (
@@ -126,21 +137,30 @@ def main():
         parser.error("--app is needed (or --memory)")
 
     test_figure, test_name, options = APPS[args.app]
-    summary = search(args.app, args, options)
-    budget = f"Hyperband, {args.budget_minutes:g} min budget, {summary['search_minutes']:.0f} min of trials"
-    budget += f", at most {args.max_epochs} epochs"
-    budget += f", limit {args.limit}" if args.limit else ""
+    searches, trainings = results.setdefault("searches", {}), results.setdefault("trainings", {})
+    if args.app not in searches:
+        settings = {"budget_minutes": args.budget_minutes, "max_epochs": args.max_epochs, "limit": args.limit}
+        searches[args.app] = {**search(args.app, args, options), **settings}
+        write(results)
+    summary = searches[args.app]
+    budget = f"Hyperband, {summary['budget_minutes']:g} min budget, {summary['search_minutes']:.0f} min of trials"
+    budget += f", at most {summary['max_epochs']} epochs"
+    budget += f", limit {summary['limit']}" if summary["limit"] else ""
     defaults_options = [arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
     configurations = {"defaults": defaults_options}
     if not summary["best_is_defaults"]:  # else the search returns the defaults: nothing else to train
         configurations["tuned"] = summary["train_options"]
     for configuration, train_options in configurations.items():
-        validation, test = [], []
         for seed in SEEDS:
-            history, metrics = train_and_test(args.app, configuration, seed, train_options, args)
-            best = max if summary["direction"] == "max" else min
-            validation.append(best(history[summary["objective"]]))
-            test.append(test_figure(metrics))
+            key = f"{args.app}/{configuration}/{seed}"
+            if key not in trainings:
+                history, metrics, minutes = train_and_test(args.app, configuration, seed, train_options, args)
+                best = max if summary["direction"] == "max" else min
+                validation = best(history[summary["objective"]])
+                trainings[key] = {"validation": validation, "test": test_figure(metrics), "train_minutes": minutes}
+                write(results)
+        validation = [trainings[f"{args.app}/{configuration}/{seed}"]["validation"] for seed in SEEDS]
+        test = [trainings[f"{args.app}/{configuration}/{seed}"]["test"] for seed in SEEDS]
         row = {
             "app": args.app,
             "configuration": configuration,
