@@ -10,8 +10,8 @@ three seeds and evaluated once on the test split. The search sees validation onl
 
 Resumable, on this machine or a fresh one: the search's summary and each training's
 figures go into the results file as each finishes, and a rerun skips what is there; an
-unfinished search resumes from its directory (within the same budget). `--memory`: the resident memory of a
-20-trial tiny search, after each trial (it should stay flat).
+unfinished search resumes from its directory (within the same budget). `--memory`: the
+resident memory of a 20-trial tiny search, after each trial (it should stay flat).
 """
 
 import argparse
