@@ -151,16 +151,16 @@ def main():
     if not summary["best_is_defaults"]:  # else the search returns the defaults: nothing else to train
         configurations["tuned"] = summary["train_options"]
     for configuration, train_options in configurations.items():
-        for seed in SEEDS:
-            key = f"{args.app}/{configuration}/{seed}"
+        keys = [f"{args.app}/{configuration}/{seed}" for seed in SEEDS]
+        best = max if summary["direction"] == "max" else min
+        for seed, key in zip(SEEDS, keys, strict=True):
             if key not in trainings:
                 history, metrics, minutes = train_and_test(args.app, configuration, seed, train_options, args)
-                best = max if summary["direction"] == "max" else min
                 validation = best(history[summary["objective"]])
                 trainings[key] = {"validation": validation, "test": test_figure(metrics), "train_minutes": minutes}
                 write(results)
-        validation = [trainings[f"{args.app}/{configuration}/{seed}"]["validation"] for seed in SEEDS]
-        test = [trainings[f"{args.app}/{configuration}/{seed}"]["test"] for seed in SEEDS]
+        validation = [trainings[key]["validation"] for key in keys]
+        test = [trainings[key]["test"] for key in keys]
         row = {
             "app": args.app,
             "configuration": configuration,
