@@ -1,17 +1,20 @@
 """Tiny KerasTuner searches for each app: they complete, resume, record failures,
 write their outputs, and run distributed with a chief and two workers."""
 
+import itertools
 import json
 import os
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from seqapps.layers import CELLS
+from seqapps.tuning import __main__ as tuning_main
 from seqapps.tuning import hypermodel
 from seqapps.tuning.__main__ import main as tune
 
@@ -227,6 +230,21 @@ def test_the_budget_stops_the_search_between_trials_across_resumes(tmp_path, wri
     assert len(trial_records(tmp_path / "forecasting")) == 3
     assert summary["best_is_defaults"]  # random search starts from the defaults too
     assert {name: summary["hyperparameters"][name] for name in tuned_defaults()} == tuned_defaults()
+
+
+def test_with_a_budget_hyperband_iterates_until_it_is_spent(tmp_path, write_series, monkeypatch):
+    scored_by_distance_from_the_defaults(monkeypatch)
+    seconds = itertools.count(step=1.0)  # the search's clock: a second a reading, so each trial takes a few
+    monkeypatch.setattr(tuning_main, "time", types.SimpleNamespace(time=lambda: next(seconds)))
+    csv = write_series(tmp_path / "sines.csv")
+    one_pass = ["--tuner", "hyperband", "--max-epochs", "1"]  # one bracket of one trial
+    forecasting_search(tmp_path / "unbudgeted", csv, *one_pass)
+    assert len(trial_records(tmp_path / "unbudgeted" / "forecasting")) == 2  # the defaults, then one pass
+    forecasting_search(tmp_path / "budgeted", csv, *one_pass, "--budget-minutes", "0.5")
+    records = trial_records(tmp_path / "budgeted" / "forecasting")
+    assert len(records) > 2
+    oracle = json.loads((tmp_path / "budgeted" / "forecasting" / "oracle.json").read_text())
+    assert oracle["spent_seconds"] >= 30  # the budget, not Hyperband's one pass, ended it
 
 
 @pytest.mark.slow

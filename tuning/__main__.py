@@ -10,7 +10,8 @@ for `--max-epochs` like any full trial, and the search space is centred on them,
 best trial is never worse on validation than the defaults. Each trial stops early as
 `train` does (`patience`); each of its `--executions-per-trial` runs has its own seed,
 and its score is their mean. `--budget-minutes` stops the search between trials once
-its trials have run that long, counted across resumes.
+its trials have run that long, counted across resumes; with Hyperband it is what ends
+the search, which otherwise ends after one Hyperband iteration.
 
 A search lives in `--directory/--project-name` and resumes from there when run again
 (`--overwrite` starts over). When it ends, the project directory holds
@@ -92,8 +93,11 @@ class DefaultsFirst:
         return {**super().get_state(), "spent_seconds": self.spent_seconds}
 
     def set_state(self, state):
+        iterations = getattr(self, "hyperband_iterations", None)
         super().set_state(state)
         self.spent_seconds = state.get("spent_seconds", 0.0)
+        if iterations is not None:  # like the budget, this command's, not the saved search's
+            self.hyperband_iterations = iterations
 
 
 class Hyperband(keras_tuner.Hyperband):
@@ -181,6 +185,14 @@ def parse_sets(app, pairs):
     return values
 
 
+def hyperband_or_trials(args):
+    """What ends a search besides the budget: Hyperband's iterations (with a budget, as many
+    as it allows, as KerasTuner advises; without, one) or the other tuners' --max-trials."""
+    if args.tuner != "hyperband":
+        return {"max_trials": args.max_trials}
+    return {"max_epochs": args.max_epochs, "hyperband_iterations": float("inf") if args.budget_minutes else 1}
+
+
 def make_tuner(args, hypermodel, fixed, strategy=None):
     hyperparameters = keras_tuner.HyperParameters()
     for name, value in fixed.items():
@@ -193,7 +205,7 @@ def make_tuner(args, hypermodel, fixed, strategy=None):
         seed=args.seed,
         max_consecutive_failed_trials=args.max_consecutive_failed_trials,
         budget_minutes=args.budget_minutes,
-        **({"max_epochs": args.max_epochs} if args.tuner == "hyperband" else {"max_trials": args.max_trials}),
+        **hyperband_or_trials(args),
     )
     tuner = Hyperband if args.tuner == "hyperband" else keras_tuner.Tuner
     return type(tuner.__name__, (TrialRecords, tuner), {})(
@@ -383,7 +395,7 @@ def main(argv=None):
         "--budget-minutes",
         type=positive_float,
         help="start no trial once the search's trials have run this long, counted across resumes; the --export "
-        "retraining is not counted (default: no limit)",
+        "retraining is not counted; Hyperband iterates until then (default: no limit, one Hyperband iteration)",
     )
     parser.add_argument(
         "--distribute",
