@@ -3,7 +3,7 @@ first trial) within a wall-clock budget; then the defaults and the search's best
 configuration, each trained by the app's `train` (its epochs and early stopping) with
 three seeds and evaluated once on the test split. The search sees validation only.
 
-    python benchmarks/tuning.py --data-dir ../shared/data --app forecasting --budget-minutes 120
+    python benchmarks/tuning.py --data-dir ../shared/data --app forecasting --budget-minutes 60
     python benchmarks/tuning.py --data-dir ../shared/data --app sentiment --budget-minutes 60 --max-epochs 3
     python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --limit 20000
     python benchmarks/tuning.py --data-dir ../shared/data --memory
