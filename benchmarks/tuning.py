@@ -152,9 +152,9 @@ def main():
     configurations = {"defaults": defaults_options}
     if not summary["best_is_defaults"]:  # else the search returns the defaults: nothing else to train
         configurations["tuned"] = summary["train_options"]
+    best = max if summary["direction"] == "max" else min
     for configuration, train_options in configurations.items():
         keys = [f"{args.app}/{configuration}/{seed}" for seed in SEEDS]
-        best = max if summary["direction"] == "max" else min
         for seed, key in zip(SEEDS, keys, strict=True):
             if key not in trainings:
                 history, metrics, minutes = train_and_test(args.app, configuration, seed, train_options, args)
