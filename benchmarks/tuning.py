@@ -5,7 +5,7 @@ three seeds and evaluated once on the test split. The search sees validation onl
 
     python benchmarks/tuning.py --data-dir ../shared/data --app forecasting --budget-minutes 60
     python benchmarks/tuning.py --data-dir ../shared/data --app sentiment --budget-minutes 60 --max-epochs 3
-    python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --limit 20000
+    python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --max-epochs 8 --limit 20000
     python benchmarks/tuning.py --data-dir ../shared/data --memory
 
 Resumable, on this machine or a fresh one: the search's summary and each training's
