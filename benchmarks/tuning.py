@@ -1,11 +1,12 @@
-"""Does a search pay? For each app: `seqapps tune` (Hyperband, the app's defaults as its
+r"""Does a search pay? For each app: `seqapps tune` (Hyperband, the app's defaults as its
 first trial) within a wall-clock budget; then the defaults and the search's best
 configuration, each trained by the app's `train` (its epochs and early stopping) with
 three seeds and evaluated once on the test split. The search sees validation only.
 
     python benchmarks/tuning.py --data-dir ../shared/data --app forecasting --budget-minutes 60
     python benchmarks/tuning.py --data-dir ../shared/data --app sentiment --budget-minutes 60 --max-epochs 3
-    python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 --max-epochs 8 --limit 20000
+    python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 \
+        --max-epochs 8 --limit 20000
     python benchmarks/tuning.py --data-dir ../shared/data --memory
 
 Resumable, on this machine or a fresh one: the search's summary and each training's
