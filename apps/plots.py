@@ -167,7 +167,8 @@ def plot_trial_scores(rows, objective, importances, path):
     ax.set_xlabel("trial")
     ax.set_ylabel(objective)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    # Above the panel, not in it: inside, with a dozen trials, it hides some of them.
+    ax.legend(fontsize="small", ncols=4, loc="lower left", bbox_to_anchor=(0, 1.02), frameon=False)
     done = [row for row in rows if row["score"] is not None]
     for ax, (name, share) in zip(axes[0][1:], importances, strict=True):
         values = [row["hyperparameters"].get(name) for row in done]
@@ -176,6 +177,8 @@ def plot_trial_scores(rows, objective, importances, path):
             ax.scatter(values, scores, s=40)
             if min(values) > 0 and max(values) / min(values) > 20:
                 ax.set_xscale("log")
+            else:  # few ticks: a learning rate's long labels run into each other
+                ax.xaxis.set_major_locator(MaxNLocator(5))
         else:  # categories, in the order of their names
             names = sorted({str(v) for v in values})
             ax.scatter([names.index(str(v)) for v in values], scores, s=40)
