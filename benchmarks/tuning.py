@@ -8,11 +8,14 @@ three seeds and evaluated once on the test split. The search sees validation onl
     python benchmarks/tuning.py --data-dir ../shared/data --app translation --budget-minutes 60 \
         --max-epochs 8 --limit 20000
     python benchmarks/tuning.py --data-dir ../shared/data --memory
+    python benchmarks/tuning.py --data-dir ../shared/data --resume-check --budget-minutes 10 --max-epochs 3
 
 Resumable, on this machine or a fresh one: the search's summary and each training's
 figures go into the results file as each finishes, and a rerun skips what is there; an
 unfinished search resumes from its directory (within the same budget). `--memory`: the
 resident memory of a 20-trial tiny search, after each trial (it should stay flat).
+`--resume-check`: a forecasting search killed halfway through its budget and run again;
+it should redo no finished trial and stop within the budget.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 from report import RESULTS_DIR, machine, run_measured
 
@@ -98,6 +102,42 @@ def memory(args):
     return {"trials": len(records), "peak_rss_mib": peak, "rss_after_trial_mib": [r["rss_mib"] for r in records]}
 
 
+def resume_check(args):
+    """A forecasting search killed (SIGKILL, as a crash would) halfway through its budget, then
+    run again to its end: which trials each sitting ran, and the trials' minutes."""
+    project = OUT / "resume-check"
+    command = [sys.executable, "-m", "seqapps.tuning", "forecasting", "--data-dir", args.data_dir]
+    command += ["--directory", str(OUT), "--project-name", project.name, "--tuner", "hyperband", "--verbose", "2"]
+    command += ["--max-epochs", str(args.max_epochs), "--budget-minutes", str(args.budget_minutes)]
+    shutil.rmtree(project, ignore_errors=True)
+    start = time.time()
+    with subprocess.Popen(command) as first:
+        try:
+            first.wait(timeout=args.budget_minutes * 30)
+            sys.exit("the search ended before half its budget: nothing to kill")
+        except subprocess.TimeoutExpired:
+            first.kill()
+    killed_after = time.time() - start
+    records = sorted(project.glob("trial_*/seqapps_trial.json"))
+    finished = {path.parent.name: path.stat().st_mtime for path in records}
+    resumed_seconds, _ = run_measured(command)
+    records = {path.parent.name: json.loads(path.read_text()) for path in project.glob("trial_*/seqapps_trial.json")}
+    oracle = json.loads((project / "oracle.json").read_text())
+    return {
+        "budget_minutes": args.budget_minutes,
+        "max_epochs": args.max_epochs,
+        "killed_after_minutes": killed_after / 60,
+        "finished_before_kill": sorted(finished),
+        "redone": sorted(
+            t for t, mtime in finished.items() if (project / t / "seqapps_trial.json").stat().st_mtime != mtime
+        ),
+        "trials": len(records),
+        "stopped_by_budget": sorted(t for t, record in records.items() if record.get("stopped_by_budget")),
+        "trial_minutes": oracle["spent_seconds"] / 60,
+        "resumed_sitting_minutes": resumed_seconds / 60,
+    }
+
+
 def write(results):
     rows = results["results"]
     (RESULTS_DIR / "tuning.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -117,6 +157,17 @@ def write(results):
             f"\n20-trial tiny search: peak RSS {results['memory']['peak_rss_mib']:.0f} MiB; RSS after trials 1, "
             f"10, 20: {rss[0]:.0f}, {rss[min(9, len(rss) - 1)]:.0f}, {rss[-1]:.0f} MiB.\n"
         )
+    if results.get("resume_check"):
+        check = results["resume_check"]
+        text += (
+            f"\nResume check (forecasting, Hyperband, {check['budget_minutes']:g} min budget, at most "
+            f"{check['max_epochs']} epochs a trial): killed after {check['killed_after_minutes']:.1f} min with "
+            f"{len(check['finished_before_kill'])} trials finished; run again, it redid "
+            f"{', '.join(check['redone']) or 'none of them'} and ended after {check['trials']} trials "
+            f"({check['resumed_sitting_minutes']:.1f} min), stopped by the budget: "
+            f"{', '.join(check['stopped_by_budget']) or 'none'}; {check['trial_minutes']:.2f} min of trials in all "
+            "(the killed trial's minutes not counted).\n"
+        )
     (RESULTS_DIR / "tuning.md").write_text(text)
     print(text)
 
@@ -129,6 +180,7 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=10, help="Hyperband's most epochs (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="examples per split, for the search and every training")
     parser.add_argument("--memory", action="store_true", help="measure a tiny search's memory instead")
+    parser.add_argument("--resume-check", action="store_true", help="kill a search halfway and resume it instead")
     args = parser.parse_args()
     path = RESULTS_DIR / "tuning.json"
     results = json.loads(path.read_text()) if path.exists() else {"results": []}
@@ -136,8 +188,11 @@ def main():
     if args.memory:
         results["memory"] = memory(args)
         return write(results)
+    if args.resume_check:
+        results["resume_check"] = resume_check(args)
+        return write(results)
     if not args.app:
-        parser.error("--app is needed (or --memory)")
+        parser.error("--app is needed (or --memory, --resume-check)")
 
     test_figure, test_name, options = APPS[args.app]
     searches, trainings = results.setdefault("searches", {}), results.setdefault("trainings", {})

@@ -232,6 +232,17 @@ def test_the_budget_stops_the_search_between_trials_across_resumes(tmp_path, wri
     assert {name: summary["hyperparameters"][name] for name in tuned_defaults()} == tuned_defaults()
 
 
+def test_the_budget_stops_the_running_trial_and_its_further_executions(tmp_path, write_series):
+    search_ = ["--tuner", "random", "--max-trials", "3", "--max-epochs", "4", "--executions-per-trial", "2"]
+    search_ += ["--budget-minutes", "0.0001"]  # 6 ms: spent during the first batch
+    summary = forecasting_search(tmp_path, write_series(tmp_path / "sines.csv"), *search_, sets=["lookback=48"])
+    (record,) = trial_records(tmp_path / "forecasting").values()
+    # One epoch of at most 4 (early stopping needs two), one execution of 2, and the search ended there.
+    assert record["stopped_by_budget"] and record["epochs"] == 1 and record["seeds"] == [1337]
+    assert summary["score"] == pytest.approx(record["execution_scores"][0]) and np.isfinite(summary["score"])
+    assert "| COMPLETED (budget) |" in (tmp_path / "forecasting" / "trials.md").read_text()
+
+
 def test_with_a_budget_hyperband_iterates_until_it_is_spent(tmp_path, write_series, monkeypatch):
     scored_by_distance_from_the_defaults(monkeypatch)
     seconds = itertools.count(step=1.0)  # the search's clock: a second a reading, so each trial takes a few

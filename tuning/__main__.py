@@ -9,8 +9,10 @@ defaults (with the options and hyperparameters given by `--set NAME=VALUE`), tra
 for `--max-epochs` like any full trial, and the search space is centred on them, so the
 best trial is never worse on validation than the defaults. Each trial stops early as
 `train` does (`patience`); each of its `--executions-per-trial` runs has its own seed,
-and its score is their mean. `--budget-minutes` stops the search between trials once
-its trials have run that long, counted across resumes; with Hyperband it is what ends
+and its score is their mean. `--budget-minutes` is the time the search's trials may run,
+counted across resumes: no trial starts once it is spent, and the trial running when it
+runs out stops there (after its current batch and a validation pass, as early stopping
+would stop it) and is scored on what it trained. With Hyperband the budget is what ends
 the search, which otherwise ends after one Hyperband iteration.
 
 A search lives in `--directory/--project-name` and resumes from there when run again
@@ -32,6 +34,7 @@ The chief hands out trials and writes the results when all are done.
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -66,8 +69,12 @@ class DefaultsFirst:
         self.spent_seconds = 0.0
         self._trial_starts = {}
 
+    def seconds_left(self):
+        """The budget not yet spent by finished trials, in seconds (None: no budget)."""
+        return None if self.budget_seconds is None else self.budget_seconds - self.spent_seconds
+
     def populate_space(self, trial_id):
-        if self.budget_seconds is not None and self.spent_seconds >= self.budget_seconds:
+        if self.budget_seconds is not None and self.seconds_left() <= 0:
             return {"status": "STOPPED"}
         if self.trials:
             return super().populate_space(trial_id)
@@ -116,21 +123,48 @@ def resident_memory_mib():
     return int(status.read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
+class StopAt(keras.callbacks.Callback):
+    """Stops training after the batch during which the clock passes `deadline` (seconds
+    since the epoch); Keras still validates the epoch it cut short."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+        self.stopped = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() >= self.deadline:
+            self.model.stop_training = self.stopped = True
+
+
 class TrialRecords:
-    """Tuner mixin: gives each execution of a trial its own seed, and writes each trial's
-    time, epochs, executions' seeds and scores, status and tuner to
-    `trial_<id>/seqapps_trial.json`, which KerasTuner does not record itself."""
+    """Tuner mixin: gives each execution of a trial its own seed, stops the trial when the
+    search's budget runs out, and writes each trial's time, epochs, executions' seeds and
+    scores, status and tuner to `trial_<id>/seqapps_trial.json`, which KerasTuner does not
+    record itself."""
 
     def on_trial_begin(self, trial):
         self._started, self._epochs, self._seeds, self._scores = time.time(), 0, [], []
+        # A distributed search's workers see the chief's oracle through a client without the budget:
+        # the chief still starts no trial once it is spent.
+        left = self.oracle.seconds_left() if isinstance(self.oracle, DefaultsFirst) else None
+        self._deadline = math.inf if left is None else self._started + left
+        self._stopped_by_budget = False
         super().on_trial_begin(trial)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
+        if self._scores and time.time() >= self._deadline:
+            # No execution starts once the budget is spent. KerasTuner averages what the executions return,
+            # so the mean of those that ran keeps the trial's score theirs.
+            return float(np.mean(self._scores))
+        stop = StopAt(self._deadline)
+        kwargs["callbacks"] = [*kwargs["callbacks"], stop]
         # KerasTuner runs this once per execution: its seed (initialisation, shuffle) is the search's plus its number.
         hypermodel, objective = self.hypermodel, self.hypermodel.objective
         hypermodel.seed = hypermodel.fixed["seed"] + len(self._seeds)
         self._seeds.append(hypermodel.seed)
         history = super()._build_and_fit_model(trial, *args, **kwargs)
+        self._stopped_by_budget |= stop.stopped
         values = history.history.get(objective.name)
         if values:
             self._scores.append(float(max(values) if objective.direction == "max" else min(values)))
@@ -152,6 +186,7 @@ class TrialRecords:
             "epochs": self._epochs,
             "seeds": self._seeds,
             "execution_scores": self._scores,
+            "stopped_by_budget": self._stopped_by_budget,
             "replicas": self.distribution_strategy.num_replicas_in_sync if self.distribution_strategy else 1,
             "tuner_id": self.tuner_id,
             "rss_mib": resident_memory_mib(),
@@ -229,7 +264,8 @@ def trial_rows(tuner):
         rows.append(
             {
                 "trial": trial_id,
-                "status": str(trial.status),
+                # A trial the budget cut short completes with the score of what it trained.
+                "status": str(trial.status) + (" (budget)" if record.get("stopped_by_budget") else ""),
                 "score": trial.score,
                 "execution_scores": scores,
                 "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
@@ -394,8 +430,9 @@ def main(argv=None):
     parser.add_argument(
         "--budget-minutes",
         type=positive_float,
-        help="start no trial once the search's trials have run this long, counted across resumes; the --export "
-        "retraining is not counted; Hyperband iterates until then (default: no limit, one Hyperband iteration)",
+        help="the minutes the search's trials may run, counted across resumes: no trial starts after, and the one "
+        "running stops; the --export retraining is not counted; Hyperband iterates until then (default: no "
+        "limit, one Hyperband iteration)",
     )
     parser.add_argument(
         "--distribute",
