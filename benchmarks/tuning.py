@@ -103,23 +103,31 @@ def memory(args):
 
 
 def resume_check(args):
-    """A forecasting search killed (SIGKILL, as a crash would) halfway through its budget, then
-    run again to its end: which trials each sitting ran, and the trials' minutes."""
+    """A forecasting search killed (SIGKILL, as a crash would) 20 s into the first trial that
+    starts after half its budget, then run again to its end: which trials each sitting
+    ran, and the trials' minutes."""
     project = OUT / "resume-check"
     command = [sys.executable, "-m", "seqapps.tuning", "forecasting", "--data-dir", args.data_dir]
     command += ["--directory", str(OUT), "--project-name", project.name, "--tuner", "hyperband", "--verbose", "2"]
     command += ["--max-epochs", str(args.max_epochs), "--budget-minutes", str(args.budget_minutes)]
     shutil.rmtree(project, ignore_errors=True)
     start = time.time()
+
+    def finished():
+        return {path.parent.name: path.stat().st_mtime for path in project.glob("trial_*/seqapps_trial.json")}
+
     with subprocess.Popen(command) as first:
-        try:
-            first.wait(timeout=args.budget_minutes * 30)
-            sys.exit("the search ended before half its budget: nothing to kill")
-        except subprocess.TimeoutExpired:
-            first.kill()
+        while time.time() - start < args.budget_minutes * 30:
+            time.sleep(1)
+        ended = len(finished())
+        while len(finished()) == ended and first.poll() is None:
+            time.sleep(1)
+        if first.poll() is not None:
+            sys.exit("the search ended before it could be killed mid-trial")
+        time.sleep(20)  # a trial takes minutes: the next one is under way
+        first.kill()
     killed_after = time.time() - start
-    records = sorted(project.glob("trial_*/seqapps_trial.json"))
-    finished = {path.parent.name: path.stat().st_mtime for path in records}
+    finished_before_kill = finished()
     resumed_seconds, _ = run_measured(command)
     records = {path.parent.name: json.loads(path.read_text()) for path in project.glob("trial_*/seqapps_trial.json")}
     oracle = json.loads((project / "oracle.json").read_text())
@@ -127,10 +135,8 @@ def resume_check(args):
         "budget_minutes": args.budget_minutes,
         "max_epochs": args.max_epochs,
         "killed_after_minutes": killed_after / 60,
-        "finished_before_kill": sorted(finished),
-        "redone": sorted(
-            t for t, mtime in finished.items() if (project / t / "seqapps_trial.json").stat().st_mtime != mtime
-        ),
+        "finished_before_kill": sorted(finished_before_kill),
+        "redone": sorted(t for t, mtime in finished_before_kill.items() if finished()[t] != mtime),
         "trials": len(records),
         "stopped_by_budget": sorted(t for t, record in records.items() if record.get("stopped_by_budget")),
         "trial_minutes": oracle["spent_seconds"] / 60,
