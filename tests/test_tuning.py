@@ -243,6 +243,33 @@ def test_the_budget_stops_the_running_trial_and_its_further_executions(tmp_path,
     assert "| COMPLETED (budget) |" in (tmp_path / "forecasting" / "trials.md").read_text()
 
 
+def test_no_trial_starts_with_less_budget_left_than_the_shortest_trial_took(tmp_path, monkeypatch):
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    space.Float("x", 0.0, 1.0, default=0.5)
+    oracle_class = type("Oracle", (tuning_main.DefaultsFirst, keras_tuner.oracles.RandomSearchOracle), {})
+    objective = keras_tuner.Objective("val_loss", "min")
+    oracle = oracle_class(objective=objective, hyperparameters=space, max_trials=10, budget_minutes=1)
+    oracle._set_project_dir(str(tmp_path), "search")
+    now = [0.0]
+    monkeypatch.setattr(tuning_main, "time", types.SimpleNamespace(time=lambda: now[0]))
+
+    def trial_of(seconds, status):
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "RUNNING":
+            now[0] += seconds
+            oracle.update_trial(trial.trial_id, {"val_loss": 1.0})
+            trial.status = status
+            oracle.end_trial(trial)
+        return trial.status
+
+    assert trial_of(2, "FAILED") == "FAILED"  # a failure's seconds are no trial's length
+    assert trial_of(30, "COMPLETED") == "COMPLETED"  # 28 s left: less than the 30 s trial
+    assert trial_of(5, "COMPLETED") == "STOPPED"
+    assert oracle.spent_seconds == 32 and oracle.shortest_trial_seconds == 30
+
+
 def test_with_a_budget_hyperband_iterates_until_it_is_spent(tmp_path, write_series, monkeypatch):
     scored_by_distance_from_the_defaults(monkeypatch)
     seconds = itertools.count(step=1.0)  # the search's clock: a second a reading, so each trial takes a few
@@ -255,7 +282,8 @@ def test_with_a_budget_hyperband_iterates_until_it_is_spent(tmp_path, write_seri
     records = trial_records(tmp_path / "budgeted" / "forecasting")
     assert len(records) > 2
     oracle = json.loads((tmp_path / "budgeted" / "forecasting" / "oracle.json").read_text())
-    assert oracle["spent_seconds"] >= 30  # the budget, not Hyperband's one pass, ended it
+    # The budget, not Hyperband's one pass, ended it: what was left was no more than the shortest trial.
+    assert oracle["spent_seconds"] >= 30 - oracle["shortest_trial_seconds"] > 0
 
 
 @pytest.mark.slow

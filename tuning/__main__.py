@@ -10,9 +10,10 @@ for `--max-epochs` like any full trial, and the search space is centred on them,
 best trial is never worse on validation than the defaults. Each trial stops early as
 `train` does (`patience`); each of its `--executions-per-trial` runs has its own seed,
 and its score is their mean. `--budget-minutes` is the time the search's trials may run,
-counted across resumes: no trial starts once it is spent, and the trial running when it
-runs out stops there (after its current batch and a validation pass, as early stopping
-would stop it) and is scored on what it trained. With Hyperband the budget is what ends
+counted across resumes: no trial starts once it is spent (or with less of it left than
+the shortest trial took), and the trial running when it runs out stops there (after its
+current batch and a validation pass, as early stopping would stop it) and is scored on
+what it trained. With Hyperband the budget is what ends
 the search, which otherwise ends after one Hyperband iteration.
 
 A search lives in `--directory/--project-name` and resumes from there when run again
@@ -59,14 +60,16 @@ ORACLES = {
 class DefaultsFirst:
     """Oracle mixin: the search's first trial is every hyperparameter's default (the
     app's search space makes it the configured value), with the most epochs any trial
-    gets; and no trial starts once `budget_minutes` of trials have run. The time spent is
-    part of the oracle's saved state, so the budget holds across resumes (a trial killed
-    before it ended does not count)."""
+    gets; and no trial starts once `budget_minutes` of trials have run, nor with less of
+    the budget left than the shortest completed trial took (it would be stopped before it
+    had trained as long as any trial so far). The time spent is part of the oracle's saved state,
+    so the budget holds across resumes (a trial killed before it ended does not count)."""
 
     def __init__(self, *args, budget_minutes=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.budget_seconds = budget_minutes * 60 if budget_minutes else None
         self.spent_seconds = 0.0
+        self.shortest_trial_seconds = 0.0  # none completed yet
         self._trial_starts = {}
 
     def seconds_left(self):
@@ -74,7 +77,7 @@ class DefaultsFirst:
         return None if self.budget_seconds is None else self.budget_seconds - self.spent_seconds
 
     def populate_space(self, trial_id):
-        if self.budget_seconds is not None and self.seconds_left() <= 0:
+        if self.budget_seconds is not None and self.seconds_left() <= self.shortest_trial_seconds:
             return {"status": "STOPPED"}
         if self.trials:
             return super().populate_space(trial_id)
@@ -93,16 +96,24 @@ class DefaultsFirst:
 
     @keras_tuner.synchronized
     def end_trial(self, trial):
-        self.spent_seconds += time.time() - self._trial_starts.pop(trial.trial_id, time.time())
+        seconds = time.time() - self._trial_starts.pop(trial.trial_id, time.time())
+        self.spent_seconds += seconds
+        if trial.status == "COMPLETED":
+            self.shortest_trial_seconds = min(self.shortest_trial_seconds or seconds, seconds)
         super().end_trial(trial)
 
     def get_state(self):
-        return {**super().get_state(), "spent_seconds": self.spent_seconds}
+        return {
+            **super().get_state(),
+            "spent_seconds": self.spent_seconds,
+            "shortest_trial_seconds": self.shortest_trial_seconds,
+        }
 
     def set_state(self, state):
         iterations = getattr(self, "hyperband_iterations", None)
         super().set_state(state)
         self.spent_seconds = state.get("spent_seconds", 0.0)
+        self.shortest_trial_seconds = state.get("shortest_trial_seconds", 0.0)
         if iterations is not None:  # like the budget, this command's, not the saved search's
             self.hyperband_iterations = iterations
 
@@ -430,9 +441,9 @@ def main(argv=None):
     parser.add_argument(
         "--budget-minutes",
         type=positive_float,
-        help="the minutes the search's trials may run, counted across resumes: no trial starts after, and the one "
-        "running stops; the --export retraining is not counted; Hyperband iterates until then (default: no "
-        "limit, one Hyperband iteration)",
+        help="the minutes the search's trials may run, counted across resumes: no trial starts after (or with less "
+        "left than the shortest trial took), and the one running stops; the --export retraining is not counted; "
+        "Hyperband iterates until then (default: no limit, one Hyperband iteration)",
     )
     parser.add_argument(
         "--distribute",
