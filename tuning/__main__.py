@@ -13,8 +13,8 @@ and its score is their mean. `--budget-minutes` is the time the search's trials 
 counted across resumes: no trial starts once it is spent (or with less of it left than
 the shortest trial took), and the trial running when it runs out stops there (after its
 current batch and a validation pass, as early stopping would stop it) and is scored on
-what it trained. With Hyperband the budget is what ends
-the search, which otherwise ends after one Hyperband iteration.
+what it trained. With Hyperband the budget is what ends the search, which otherwise
+ends after one Hyperband iteration.
 
 A search lives in `--directory/--project-name` and resumes from there when run again
 (`--overwrite` starts over). When it ends, the project directory holds
@@ -62,8 +62,9 @@ class DefaultsFirst:
     app's search space makes it the configured value), with the most epochs any trial
     gets; and no trial starts once `budget_minutes` of trials have run, nor with less of
     the budget left than the shortest completed trial took (it would be stopped before it
-    had trained as long as any trial so far). The time spent is part of the oracle's saved state,
-    so the budget holds across resumes (a trial killed before it ended does not count)."""
+    had trained as long as any trial so far). The time spent is part of the oracle's
+    saved state, so the budget holds across resumes (a trial killed before it ended does
+    not count)."""
 
     def __init__(self, *args, budget_minutes=None, **kwargs):
         super().__init__(*args, **kwargs)
