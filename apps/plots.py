@@ -144,8 +144,9 @@ def plot_error_by_horizon(errors, path, metric="MSE (standardised)"):
 
 def plot_trial_scores(rows, objective, importances, path):
     """A search: the score of each trial, coloured by cell, the defaults' (the first
-    trial's) as a line and failed trials marked on the axis; then a panel per
-    hyperparameter of `importances` ([(name, share)]), the scores against its values."""
+    trial's) as a line, trials the budget stopped circled and failed trials marked on the
+    axis; then a panel per hyperparameter of `importances` ([(name, share)]), the scores
+    against its values."""
     width = max(6, 0.35 * len(rows))
     fig, axes = subplots(1, 1 + len(importances), figsize=(width + 4 * len(importances), 4), squeeze=False)
     ax = axes[0][0]
@@ -160,6 +161,11 @@ def plot_trial_scores(rows, objective, importances, path):
             ax.scatter(*zip(*done, strict=True), label=cell, s=40)
     if rows and rows[0]["score"] is not None:
         ax.axhline(rows[0]["score"], color="grey", linestyle="--", label="defaults")
+    stopped = [(i, row["score"]) for i, row in enumerate(rows) if row["stopped_by_budget"] and row["score"] is not None]
+    if stopped:
+        ax.scatter(
+            *zip(*stopped, strict=True), s=130, facecolors="none", edgecolors="black", label="stopped by the budget"
+        )
     failed = [i for i, row in enumerate(rows) if row["score"] is None]
     if failed:
         ax.scatter(failed, [ax.get_ylim()[0]] * len(failed), marker="x", color="red", label="failed")

@@ -278,6 +278,7 @@ def trial_rows(tuner):
                 "trial": trial_id,
                 # A trial the budget cut short completes with the score of what it trained.
                 "status": str(trial.status) + (" (budget)" if record.get("stopped_by_budget") else ""),
+                "stopped_by_budget": bool(record.get("stopped_by_budget")),
                 "score": trial.score,
                 "execution_scores": scores,
                 "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
