@@ -88,6 +88,11 @@ def train_and_test(app, configuration, seed, train_options, args):
     return history, json.loads((run_dir / "metrics.json").read_text()), minutes
 
 
+def trial_records(project):
+    """{trial directory: the record `seqapps tune` wrote of it} of a search's finished trials."""
+    return {path.parent.name: json.loads(path.read_text()) for path in project.glob("trial_*/seqapps_trial.json")}
+
+
 def memory(args):
     """Peak and per-trial resident memory of a 20-trial search on 200 reviews with a tiny model."""
     command = [sys.executable, "-m", "seqapps.tuning", "sentiment", "--data-dir", args.data_dir]
@@ -95,10 +100,7 @@ def memory(args):
     command += ["--max-trials", "20", "--max-epochs", "1", "--limit", "200", "--verbose", "0"]
     command += ["--set", "units=16", "--set", "embedding_dim=16", "--set", "sequence_length=32"]
     _, peak = run_measured(command)
-    records = sorted(
-        (json.loads(p.read_text()) for p in (OUT / "memory").glob("trial_*/seqapps_trial.json")),
-        key=lambda r: int(r["trial_id"]),
-    )
+    records = sorted(trial_records(OUT / "memory").values(), key=lambda r: int(r["trial_id"]))
     return {"trials": len(records), "peak_rss_mib": peak, "rss_after_trial_mib": [r["rss_mib"] for r in records]}
 
 
@@ -129,14 +131,15 @@ def resume_check(args):
     killed_after = time.time() - start
     finished_before_kill = finished()
     resumed_seconds, _ = run_measured(command)
-    records = {path.parent.name: json.loads(path.read_text()) for path in project.glob("trial_*/seqapps_trial.json")}
+    after = finished()
+    records = trial_records(project)
     oracle = json.loads((project / "oracle.json").read_text())
     return {
         "budget_minutes": args.budget_minutes,
         "max_epochs": args.max_epochs,
         "killed_after_minutes": killed_after / 60,
         "finished_before_kill": sorted(finished_before_kill),
-        "redone": sorted(t for t, mtime in finished_before_kill.items() if finished()[t] != mtime),
+        "redone": sorted(t for t, mtime in finished_before_kill.items() if after[t] != mtime),
         "trials": len(records),
         "stopped_by_budget": sorted(t for t, record in records.items() if record.get("stopped_by_budget")),
         "trial_minutes": oracle["spent_seconds"] / 60,

@@ -276,8 +276,8 @@ def trial_rows(tuner):
         rows.append(
             {
                 "trial": trial_id,
+                "status": str(trial.status),
                 # A trial the budget cut short completes with the score of what it trained.
-                "status": str(trial.status) + (" (budget)" if record.get("stopped_by_budget") else ""),
                 "stopped_by_budget": bool(record.get("stopped_by_budget")),
                 "score": trial.score,
                 "execution_scores": scores,
@@ -357,7 +357,11 @@ def write_results(tuner, hypermodel, out_dir):
     runs.save_json(out_dir / "best_hyperparameters.json", summary)
     names = sorted({name for row in rows for name in row["hyperparameters"]})
     table_rows = [
-        {**row, **{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row["hyperparameters"].items()}}
+        {
+            **row,
+            "status": row["status"] + (" (budget)" if row["stopped_by_budget"] else ""),
+            **{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row["hyperparameters"].items()},
+        }
         for row in rows
     ]
     columns = [
